@@ -1,0 +1,128 @@
+"""Batches sliced from in-memory tensors, sharded per DDP rank without padding.
+
+A ``DataLoader`` over a map-style dataset collates every item in Python; for 28x28 images that costs more
+than the model. Here the sampler yields whole batches of indices (an index tensor when shuffled, a ``slice``
+when in order) and the dataset answers with one tensor gather, so a batch costs one indexing operation.
+
+The sampler subclasses ``DistributedSampler`` so that Lightning recognises it as already distributed and
+does not wrap it: it shards by rank itself. Training shards have equal length on every rank (DDP needs the
+same number of steps everywhere); evaluation shards are contiguous and unpadded, so every image is counted
+exactly once (Lightning's injected sampler pads with duplicates).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, DistributedSampler
+
+__all__ = ["BatchSampler", "TensorBatches"]
+
+
+class TensorBatches(Dataset):
+    """A dataset whose items are whole batches: ``dataset[index_tensor_or_slice] -> (x, y)``.
+
+    Args:
+        inputs: ``[N, ...]`` float tensor.
+        targets: ``[N]`` int64 tensor.
+
+    Example::
+
+        >>> data = TensorBatches(torch.arange(10.0).view(5, 2), torch.arange(5))
+        >>> data[slice(1, 3)][1].tolist(), len(data)
+        ([1, 2], 5)
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(f"targets: {targets.shape[0]} targets for {inputs.shape[0]} inputs")
+        self.inputs = inputs
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+
+class BatchSampler(DistributedSampler):
+    """Yields this rank's batches of indices for a :class:`TensorBatches` dataset.
+
+    Args:
+        size: number of items in the dataset.
+        batch_size: items per batch.
+        shuffle: reshuffle every epoch (seeded by ``seed + epoch``, identical on every rank).
+        seed: base seed of the shuffle.
+        drop_last: drop the last incomplete batch.
+        num_replicas: number of ranks; by default read from ``torch.distributed`` (1 when not initialised).
+        rank: this rank; by default read from ``torch.distributed``.
+        even_shards: give every rank the same number of items (training) by dropping the remainder of the
+            shuffled order, instead of contiguous unpadded shards (evaluation).
+
+    Example::
+
+        >>> sampler = BatchSampler(10, batch_size=4, shuffle=False, num_replicas=2, rank=1)
+        >>> [(s.start, s.stop) for s in sampler], len(sampler)
+        ([(5, 9), (9, 10)], 2)
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        even_shards: bool | None = None,
+    ) -> None:
+        # DistributedSampler.__init__ is deliberately not called: it requires an initialised process group.
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+        initialised = dist.is_available() and dist.is_initialized()
+        self.num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if initialised else 1)
+        self.rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank: {self.rank} is outside 0..{self.num_replicas - 1}")
+        self.size = size
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.even_shards = shuffle if even_shards is None else even_shards
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds the next shuffle (Lightning calls this every epoch)."""
+        self.epoch = epoch
+
+    def _shard_bounds(self) -> tuple[int, int]:
+        if self.even_shards:
+            per_rank = self.size // self.num_replicas
+            return self.rank * per_rank, (self.rank + 1) * per_rank
+        base, extra = divmod(self.size, self.num_replicas)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (1 if self.rank < extra else 0)
+
+    def __len__(self) -> int:
+        start, stop = self._shard_bounds()
+        count = stop - start
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor | slice]:  # type: ignore[override]
+        start, stop = self._shard_bounds()
+        n_batches = len(self)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.size, generator=generator)[start:stop]
+            for b in range(n_batches):
+                yield order[b * self.batch_size : (b + 1) * self.batch_size]
+        else:
+            for b in range(n_batches):
+                lo = start + b * self.batch_size
+                yield slice(lo, min(lo + self.batch_size, stop))

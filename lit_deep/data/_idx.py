@@ -1,0 +1,185 @@
+"""Reading and writing the IDX format that MNIST and Fashion-MNIST ship in.
+
+An IDX file is a 4-byte magic number ``0x00 0x00 <dtype code> <ndim>``, then ``ndim`` big-endian
+uint32 dimension sizes, then the data in row-major order, big-endian. Files may be gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["IDXError", "read_idx", "write_idx"]
+
+# IDX dtype code -> numpy dtype (big-endian, as the format stores it).
+_CODE_TO_DTYPE: dict[int, np.dtype] = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_TORCH_TO_CODE: dict[torch.dtype, int] = {
+    torch.uint8: 0x08,
+    torch.int8: 0x09,
+    torch.int16: 0x0B,
+    torch.int32: 0x0C,
+    torch.float32: 0x0D,
+    torch.float64: 0x0E,
+}
+_NUMPY_TO_TORCH: dict[str, torch.dtype] = {
+    "u1": torch.uint8,
+    "i1": torch.int8,
+    "i2": torch.int16,
+    "i4": torch.int32,
+    "f4": torch.float32,
+    "f8": torch.float64,
+}
+
+
+class IDXError(ValueError):
+    """An IDX file is truncated, corrupted or does not match what was expected."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        raw = fh.read()
+    if head == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:
+            raise IDXError(f"{path}: the gzip stream is truncated or corrupted ({err})") from err
+    return raw
+
+
+def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
+    """Parse the bytes of an (uncompressed) IDX file.
+
+    Args:
+        data: the file's bytes.
+        source: a name for error messages.
+
+    Returns:
+        A tensor with the file's shape and dtype.
+
+    Raises:
+        IDXError: if the magic number, dtype code or size is wrong.
+
+    Example::
+
+        >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9])).tolist()
+        [7, 9]
+    """
+    if len(data) < 4:
+        raise IDXError(f"{source}: file is truncated: {len(data)} bytes, shorter than the 4-byte magic number")
+    zero0, zero1, code, ndim = data[0], data[1], data[2], data[3]
+    if zero0 != 0 or zero1 != 0:
+        raise IDXError(f"{source}: bad magic number 0x{data[:4].hex()}: an IDX file starts with two zero bytes")
+    if code not in _CODE_TO_DTYPE:
+        raise IDXError(f"{source}: unknown dtype code 0x{code:02x} in the magic number (known: 08 09 0b 0c 0d 0e)")
+    if ndim == 0:
+        raise IDXError(f"{source}: the magic number declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IDXError(f"{source}: file is truncated inside the header ({len(data)} of {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _CODE_TO_DTYPE[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    body = len(data) - header
+    if body < expected:
+        raise IDXError(f"{source}: file is truncated: dimensions {dims} need {expected} data bytes, found {body}")
+    if body > expected:
+        raise IDXError(f"{source}: file is corrupted: dimensions {dims} need {expected} data bytes, found {body}")
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    native = array.astype(dtype.newbyteorder("="), copy=True)
+    return torch.from_numpy(native).to(_NUMPY_TO_TORCH[dtype.str[1:]])
+
+
+def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Read an IDX file, raw or gzip-compressed.
+
+    Args:
+        path: the file to read.
+
+    Returns:
+        A tensor with the shape stored in the header (uint8 images are ``[N, H, W]``, labels ``[N]``).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        IDXError: if the file is truncated or corrupted; the message names the file.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/labels.gz"
+        >>> write_idx(path, torch.tensor([3, 1, 4], dtype=torch.uint8))
+        >>> read_idx(path).tolist()
+        [3, 1, 4]
+    """
+    path = Path(path)
+    return parse_idx(_read_bytes(path), str(path))
+
+
+def encode_idx(tensor: torch.Tensor) -> bytes:
+    """Encode a tensor as IDX bytes (uncompressed).
+
+    Args:
+        tensor: a tensor of dtype uint8, int8, int16, int32, float32 or float64 with at least one dimension.
+
+    Returns:
+        The IDX file's bytes.
+
+    Raises:
+        ValueError: for an unsupported dtype or a 0-dimensional tensor.
+
+    Example::
+
+        >>> encode_idx(torch.tensor([1, 2], dtype=torch.uint8)).hex()
+        '00000801000000020102'
+    """
+    if tensor.dtype not in _TORCH_TO_CODE:
+        raise ValueError(f"tensor: dtype {tensor.dtype} cannot be stored in IDX (use one of {list(_TORCH_TO_CODE)})")
+    if tensor.dim() == 0 or tensor.dim() > 255:
+        raise ValueError(f"tensor: IDX needs 1 to 255 dimensions, got shape {tuple(tensor.shape)}")
+    code = _TORCH_TO_CODE[tensor.dtype]
+    header = bytes([0, 0, code, tensor.dim()]) + struct.pack(f">{tensor.dim()}I", *tensor.shape)
+    array = tensor.detach().cpu().contiguous().numpy()
+    return header + array.astype(_CODE_TO_DTYPE[code], copy=False).tobytes()
+
+
+def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compress: bool | None = None) -> None:
+    """Write a tensor as an IDX file, atomically (a temporary file renamed into place).
+
+    Args:
+        path: the destination; gzip-compressed when it ends in ``.gz`` unless ``compress`` says otherwise.
+        tensor: the data (see :func:`encode_idx` for the allowed dtypes).
+        compress: force or forbid gzip compression.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/images"
+        >>> write_idx(path, torch.zeros(2, 3, 3, dtype=torch.uint8))
+        >>> tuple(read_idx(path).shape)
+        (2, 3, 3)
+    """
+    path = Path(path)
+    data = encode_idx(tensor)
+    if compress if compress is not None else path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,207 @@
+"""The Fashion-MNIST LightningDataModule: the book's split, scaling, standardisation and transfer tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from lit_deep.data._batches import BatchSampler, TensorBatches
+from lit_deep.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
+
+__all__ = ["TASKS", "FashionMNISTDataModule"]
+
+TASKS = ("full", "A", "B")
+_TRAIN_SIZE = 60_000
+# Near-constant border pixels have a per-pixel std of ~4e-4; dividing by it would turn one grey level into
+# thousands of standard deviations. The std is floored at one grey level (1/255).
+_STD_FLOOR = 1.0 / 255.0
+
+
+class FashionMNISTDataModule(pl.LightningDataModule):
+    """Fashion-MNIST as the book splits it, with the transfer-learning tasks A and B.
+
+    The training file's first ``val_size`` images are the validation split (as in the book), the rest the
+    training split; the test file is the test split. Pixels are scaled to [0, 1]; with ``standardize=True``
+    each pixel is then standardised with the per-pixel mean and std of the 55,000-image training split of all
+    ten classes (what SELU nets need; the same statistics for every task, so a model trained on task A sees
+    task-B images normalised exactly as its own), the std floored at 1/255.
+
+    Tasks:
+        * ``"full"``: all ten classes.
+        * ``"A"``: every class except ``b_classes``, labels renumbered 0..7 in the original order.
+        * ``"B"``: only ``b_classes``; ``y = 1`` for ``b_classes[1]`` (shirt), ``0`` for ``b_classes[0]``
+          (sandal); the training split keeps its first ``b_train_size`` images.
+
+    Batches are ``x`` float32 ``[B, 1, 28, 28]`` and ``y`` int64 ``[B]``, sliced from in-memory tensors.
+    Validation and test batches keep the files' order; training batches are reshuffled every epoch with
+    ``seed + epoch``. Under DDP every rank takes its own shard; evaluation shards are unpadded, so
+    validation and test metrics count every image exactly once.
+
+    Args:
+        data_dir: a folder with the four IDX files (see :func:`~lit_deep.data.load_fashion_mnist`).
+        task: ``"full"``, ``"A"`` or ``"B"``.
+        batch_size: training batch size (evaluation uses ``eval_batch_size``).
+        standardize: standardise pixels with the training split's per-pixel statistics.
+        val_size: number of leading training-file images used for validation.
+        b_classes: the two classes of task B, ``(negative, positive)``; the book's newer edition uses ``(0, 2)``
+            (T-shirt/top vs pullover).
+        b_train_size: training images kept for task B.
+        seed: base seed of the training shuffle.
+        eval_batch_size: batch size for validation, test and predict.
+
+    Example::
+
+        >>> import tempfile, torch
+        >>> from lit_deep.data import write_idx
+        >>> folder = tempfile.mkdtemp()
+        >>> for split, n in (("train", 60), ("t10k", 20)):
+        ...     write_idx(f"{folder}/{split}-images-idx3-ubyte.gz", torch.zeros(n, 28, 28, dtype=torch.uint8))
+        ...     write_idx(f"{folder}/{split}-labels-idx1-ubyte.gz", (torch.arange(n) % 10).to(torch.uint8))
+        >>> dm = FashionMNISTDataModule(folder, task="B", val_size=10, b_train_size=4, batch_size=2)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.val_dataloader()))
+        >>> tuple(x.shape), y.tolist(), len(dm.train_set)
+        ((2, 1, 28, 28), [0, 1], 4)
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        task: str = "full",
+        batch_size: int = 32,
+        standardize: bool = False,
+        val_size: int = 5000,
+        b_classes: Sequence[int] = (5, 6),
+        b_train_size: int = 200,
+        seed: int = 42,
+        eval_batch_size: int = 1000,
+    ) -> None:
+        super().__init__()
+        if task not in TASKS:
+            raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+        b_classes = tuple(b_classes)
+        if len(b_classes) != 2 or not all(isinstance(c, int) and 0 <= c < len(CLASS_NAMES) for c in b_classes):
+            raise ValueError(f"b_classes: expected two class indices in 0..9, got {b_classes!r}")
+        if b_classes[0] == b_classes[1]:
+            raise ValueError(f"b_classes: the two classes overlap, got {b_classes!r}")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"{name}: must be at least 1, got {value}")
+        if not 0 < val_size < _TRAIN_SIZE:
+            raise ValueError(f"val_size: must be between 1 and {_TRAIN_SIZE - 1}, got {val_size}")
+        if b_train_size < 1:
+            raise ValueError(f"b_train_size: must be at least 1, got {b_train_size}")
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.task = task
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.standardize = standardize
+        self.val_size = val_size
+        self.b_classes: tuple[int, int] = b_classes  # type: ignore[assignment]
+        self.b_train_size = b_train_size
+        self.seed = seed
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        self.train_set: TensorBatches | None = None
+        self.val_set: TensorBatches | None = None
+        self.test_set: TensorBatches | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of the task's classes, in label order."""
+        if self.task == "full":
+            return CLASS_NAMES
+        if self.task == "A":
+            return tuple(n for i, n in enumerate(CLASS_NAMES) if i not in self.b_classes)
+        return tuple(CLASS_NAMES[c] for c in self.b_classes)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes of the task (10, 8 or 2)."""
+        return len(self.class_names)
+
+    def prepare_data(self) -> None:
+        """Locate (or download, once, on rank 0) the data files."""
+        load_fashion_mnist("train", self.data_dir)
+        load_fashion_mnist("test", self.data_dir)
+
+    def _select(self, images: torch.Tensor, labels: torch.Tensor, limit: int | None = None) -> TensorBatches:
+        if self.task == "A":
+            keep = (labels != self.b_classes[0]) & (labels != self.b_classes[1])
+            images, labels = images[keep], labels[keep]
+            # Renumber 0..7 keeping the original order: subtract the number of removed classes below each label.
+            labels = labels - (labels > self.b_classes[0]).long() - (labels > self.b_classes[1]).long()
+        elif self.task == "B":
+            keep = (labels == self.b_classes[0]) | (labels == self.b_classes[1])
+            images, labels = images[keep], (labels[keep] == self.b_classes[1]).long()
+            if limit is not None:
+                if limit > labels.shape[0]:
+                    raise ValueError(
+                        f"b_train_size: {limit} is larger than the {labels.shape[0]} task-B training images available"
+                    )
+                images, labels = images[:limit], labels[:limit]
+        x = images.unsqueeze(1).float().div_(255.0)
+        if self.standardize:
+            assert self.mean is not None and self.std is not None
+            x.sub_(self.mean).div_(self.std)
+        return TensorBatches(x, labels)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the files and build the splits of the task (all three, whatever the stage)."""
+        if self.train_set is not None:
+            return
+        images, labels = load_fashion_mnist("train", self.data_dir)
+        if self.val_size >= images.shape[0]:
+            raise ValueError(f"val_size: {self.val_size} leaves no training images out of {images.shape[0]}")
+        train_images, train_labels = images[self.val_size :], labels[self.val_size :]
+        if self.standardize:
+            pixels = train_images.unsqueeze(1).float().div_(255.0)
+            self.mean = pixels.mean(dim=0)
+            self.std = pixels.std(dim=0).clamp_min(_STD_FLOOR)
+        self.train_set = self._select(train_images, train_labels, limit=self.b_train_size)
+        self.val_set = self._select(images[: self.val_size], labels[: self.val_size])
+        test_images, test_labels = load_fashion_mnist("test", self.data_dir)
+        self.test_set = self._select(test_images, test_labels)
+
+    def _loader(self, data: TensorBatches | None, train: bool) -> DataLoader:
+        if data is None:
+            raise RuntimeError("FashionMNISTDataModule: call setup() before asking for a dataloader")
+        sampler = BatchSampler(
+            len(data),
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            even_shards=train,
+        )
+        # batch_size=None: the sampler already yields whole batches; no per-item collate.
+        return DataLoader(data, sampler=sampler, batch_size=None, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches (this rank's shard)."""
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in file order (this rank's contiguous shard)."""
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in file order (this rank's contiguous shard)."""
+        return self._loader(self.test_set, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split in file order, for prediction."""
+        return self._loader(self.test_set, train=False)
+
+    def state_dict(self) -> dict[str, object]:
+        """The statistics used for standardisation (saved in checkpoints)."""
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        """Restore the standardisation statistics."""
+        self.mean = state_dict.get("mean")  # type: ignore[assignment]
+        self.std = state_dict.get("std")  # type: ignore[assignment]
+

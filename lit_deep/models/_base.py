@@ -1,0 +1,213 @@
+"""The backbone/head contract shared by every architecture, and the layer factories they use."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
+from lit_deep.nn.init import glorot_uniform_
+
+__all__ = ["ACTIVATIONS", "DROPOUT_KINDS", "BackboneHead", "make_activation", "make_dropout", "replace_head"]
+
+ACTIVATIONS = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "tanh", "sigmoid", "gelu", "silu")
+DROPOUT_KINDS = ("standard", "alpha", "mc", "mc_alpha")
+# The init each activation calls for when the user does not choose (He for ReLU-like units and ELU,
+# LeCun for SELU, Glorot for the saturating ones), as the chapter recommends.
+DEFAULT_INIT = {
+    "relu": "he_normal",
+    "leaky_relu": "he_normal",
+    "prelu": "he_normal",
+    "rrelu": "he_normal",
+    "elu": "he_normal",
+    "gelu": "he_normal",
+    "silu": "he_normal",
+    "selu": "lecun_normal",
+    "tanh": "glorot_uniform",
+    "sigmoid": "glorot_uniform",
+}
+# Keras BatchNormalization defaults (momentum 0.99 of the old value = PyTorch momentum 0.01, epsilon 1e-3).
+BN_MOMENTUM = 0.01
+BN_EPS = 1e-3
+
+
+def make_activation(name: str, width: int, leaky_slope: float = 0.2) -> nn.Module:
+    """Build an activation layer by name.
+
+    ``leaky_relu`` uses the book's slope 0.2 (PyTorch defaults to 0.01, Keras to 0.3); ``prelu`` learns one
+    slope per neuron initialised to 0 (Keras ``PReLU``; PyTorch defaults to one shared slope of 0.25).
+
+    Args:
+        name: one of :data:`ACTIVATIONS`.
+        width: number of units (for PReLU's per-neuron slopes).
+        leaky_slope: slope of leaky ReLU for negative inputs.
+
+    Returns:
+        The activation module.
+
+    Raises:
+        ValueError: for an unknown name.
+
+    Example::
+
+        >>> make_activation("leaky_relu", 3)(torch.tensor([-1.0, 2.0])).tolist()
+        [-0.20000000298023224, 2.0]
+    """
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leaky_slope)
+    if name == "prelu":
+        return nn.PReLU(num_parameters=width, init=0.0)
+    if name == "rrelu":
+        return nn.RReLU()
+    if name == "elu":
+        return nn.ELU(alpha=1.0)
+    if name == "selu":
+        return nn.SELU()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "silu":
+        return nn.SiLU()
+    raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
+
+
+def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:
+    """Build a dropout layer of a kind.
+
+    Args:
+        kind: ``"standard"`` (``nn.Dropout``), ``"alpha"`` (``nn.AlphaDropout``, for SELU nets), ``"mc"`` or
+            ``"mc_alpha"`` (the always-on Monte-Carlo layers).
+        p: dropout rate in [0, 1).
+        spatial: drop whole channels (``Dropout2d``) for standard dropout in conv nets.
+
+    Returns:
+        The dropout layer.
+
+    Raises:
+        ValueError: for an unknown kind or a rate outside [0, 1).
+
+    Example::
+
+        >>> type(make_dropout("mc_alpha", 0.1)).__name__
+        'MCAlphaDropout'
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {p}")
+    if kind == "standard":
+        return nn.Dropout2d(p) if spatial else nn.Dropout(p)
+    if kind == "alpha":
+        return nn.AlphaDropout(p)
+    if kind == "mc":
+        return MCDropout(p)
+    if kind == "mc_alpha":
+        return MCAlphaDropout(p)
+    raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {kind!r}")
+
+
+class BackboneHead(nn.Sequential):
+    """A network split into ``backbone`` (feature extractor) and ``head`` (the output layer).
+
+    It is an ``nn.Sequential`` of exactly these two children, so ``forward(x) = head(backbone(x))`` and
+    parameter names read ``backbone.<i>.weight`` / ``head.weight``.
+
+    Args:
+        backbone: everything but the output layer.
+        head: the output layer.
+        feature_dim: the number of features the backbone emits (the head's input size).
+
+    Example::
+
+        >>> net = BackboneHead(nn.Flatten(), nn.Linear(4, 2), feature_dim=4)
+        >>> tuple(net(torch.zeros(3, 2, 2)).shape)
+        (3, 2)
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, feature_dim: int) -> None:
+        super().__init__(OrderedDict(backbone=backbone, head=head))
+        self.feature_dim = feature_dim
+
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs of the head (for a Linear head)."""
+        head = self.head
+        if isinstance(head, nn.Linear):
+            return head.out_features
+        raise AttributeError(f"{type(self).__name__}.head is a {type(head).__name__}, not a Linear layer")
+
+
+def new_head(feature_dim: int, num_classes: int, generator: torch.Generator | None = None) -> nn.Linear:
+    """A fresh output layer: Glorot-uniform weights (Keras's default for ``Dense``) and zero bias.
+
+    Example::
+
+        >>> new_head(8, 3).bias.tolist()
+        [0.0, 0.0, 0.0]
+    """
+    head = nn.Linear(feature_dim, num_classes)
+    with torch.no_grad():
+        glorot_uniform_(head.weight, generator)
+        head.bias.zero_()
+    return head
+
+
+def replace_head(model: nn.Module, num_classes: int, generator: torch.Generator | None = None) -> BackboneHead:
+    """A new model whose backbone is a **copy** of ``model.backbone`` and whose head is freshly initialised.
+
+    The copy matters: sharing the backbone would let training the new model silently change the original
+    (the book's lesson about ``clone_model``). For an :class:`~lit_deep.models.Autoencoder` the backbone is
+    the encoder and the decoder is replaced by a classification head (unsupervised pretraining).
+
+    Args:
+        model: a :class:`BackboneHead` (MLP, CNN, Autoencoder, or a zoo model).
+        num_classes: outputs of the new head (>= 1; use 2 or 1 for binary tasks).
+        generator: an optional random generator for the head's initialisation.
+
+    Returns:
+        The new model (same class as ``model`` except for autoencoders, which become a plain
+        :class:`BackboneHead`).
+
+    Raises:
+        ValueError: for ``num_classes < 1`` or a model without ``backbone``/``head``.
+
+    Example::
+
+        >>> from lit_deep.models import MLP
+        >>> source = MLP(hidden=(20,), num_classes=8)
+        >>> target = replace_head(source, 2)
+        >>> target.head.out_features, target.backbone[1].weight is source.backbone[1].weight
+        (2, False)
+        >>> torch.equal(target.backbone[1].weight, source.backbone[1].weight)
+        True
+    """
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+    if not isinstance(model, BackboneHead):
+        raise ValueError(f"model: expected a model with .backbone and .head (BackboneHead), got {type(model).__name__}")
+    head = new_head(model.feature_dim, num_classes, generator)
+    if getattr(model, "is_autoencoder", False):
+        return BackboneHead(copy.deepcopy(model.backbone), head, model.feature_dim)
+    clone = copy.deepcopy(model)
+    clone.head = head
+    if hasattr(clone, "config"):
+        clone.config = {**clone.config, "num_classes": num_classes}
+    return clone
+
+
+def flat_size(shape: tuple[int, ...]) -> int:
+    """The number of features of one input of ``shape``.
+
+    Example::
+
+        >>> flat_size((1, 28, 28))
+        784
+    """
+    return math.prod(shape)

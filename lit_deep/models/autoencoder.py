@@ -1,0 +1,85 @@
+"""A dense autoencoder whose encoder has the MLP backbone's shape, for unsupervised pretraining."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lit_deep.models._base import ACTIVATIONS, DEFAULT_INIT, BackboneHead, flat_size, make_activation
+from lit_deep.nn.init import init_weights
+
+__all__ = ["Autoencoder"]
+
+
+class Autoencoder(BackboneHead):
+    """``encoder`` (= ``backbone``): Flatten and dense layers down to the codings; ``decoder`` (= ``head``):
+    dense layers back up and a sigmoid, reshaped to the input shape.
+
+    Shapes: input ``[B, *input_shape]`` in [0, 1], reconstruction of the same shape; ``encode`` returns
+    ``[B, hidden[-1]]``. :func:`~lit_deep.models.replace_head` turns it into a classifier on the encoder.
+
+    Args:
+        input_shape: shape of one input.
+        hidden: widths of the encoder's layers (the decoder mirrors them).
+        activation: activation name (see :class:`~lit_deep.models.MLP`).
+        init: initialisation scheme; ``None`` picks the activation's match.
+        seed: seed the initialisation.
+
+    Example::
+
+        >>> ae = Autoencoder(hidden=(64, 16), seed=0)
+        >>> x = torch.rand(2, 1, 28, 28)
+        >>> tuple(ae(x).shape), tuple(ae.encode(x).shape), bool(((ae(x) > 0) & (ae(x) < 1)).all())
+        ((2, 1, 28, 28), (2, 16), True)
+    """
+
+    is_autoencoder = True
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        hidden: Sequence[int] = (300, 100),
+        activation: str = "selu",
+        init: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        hidden = [int(h) for h in hidden]
+        if not hidden or any(h < 1 for h in hidden):
+            raise ValueError(f"hidden: need at least one positive width, got {hidden}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        n_in = flat_size(tuple(input_shape))
+        encoder: list[nn.Module] = [nn.Flatten()]
+        width = n_in
+        for units in hidden:
+            encoder += [nn.Linear(width, units), make_activation(activation, units)]
+            width = units
+        decoder: list[nn.Module] = []
+        for units in [*reversed(hidden[:-1]), n_in]:
+            decoder.append(nn.Linear(width, units))
+            decoder.append(make_activation(activation, units) if units != n_in else nn.Sigmoid())
+            width = units
+        decoder.append(nn.Unflatten(1, tuple(int(s) for s in input_shape)))
+        enc, dec = nn.Sequential(*encoder), nn.Sequential(*decoder)
+        scheme = init or DEFAULT_INIT[activation]
+        init_weights(enc, scheme, generator)
+        init_weights(dec, scheme, generator)
+        super().__init__(enc, dec, feature_dim=hidden[-1])
+        self.config = {"input_shape": list(input_shape), "hidden": hidden, "activation": activation, "init": init}
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The encoder (the backbone)."""
+        return self.backbone
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The decoder (the head)."""
+        return self.head
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The codings of ``x``: ``[B, hidden[-1]]``."""
+        return self.backbone(x)

@@ -1,0 +1,110 @@
+"""A small convolutional classifier for 1x28x28 images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lit_deep.models._base import ACTIVATIONS, BN_EPS, BN_MOMENTUM, DEFAULT_INIT, BackboneHead, make_activation, make_dropout, new_head
+from lit_deep.nn.init import init_weights
+
+__all__ = ["CNN"]
+
+
+class CNN(BackboneHead):
+    """Conv blocks (``[Conv3x3 -> BN -> act] x convs_per_block -> MaxPool2``), then a dense layer and the head.
+
+    Shapes: input ``[B, C, H, W]`` (default ``[B, 1, 28, 28]``), output logits ``[B, num_classes]``.
+    The backbone ends with ``Flatten -> [Dropout] -> Linear(dense) -> [BN] -> act -> [Dropout]``, the head is
+    the output Linear layer. BatchNorm uses Keras's momentum and epsilon (see :class:`~lit_deep.models.MLP`).
+
+    Args:
+        input_shape: shape of one input ``(C, H, W)``.
+        channels: output channels of each conv block (each block halves the resolution).
+        convs_per_block: conv layers per block.
+        dense: width of the dense layer before the head (0 for none).
+        num_classes: number of outputs.
+        activation: activation name (see :class:`~lit_deep.models.MLP`).
+        batch_norm: BN after every conv (and the dense layer), before the activation.
+        dropout: rate of the dropout layers before and after the dense layer.
+        conv_dropout: rate of channel dropout after each block.
+        dropout_kind: ``"standard"``, ``"mc"`` (always on) and the alpha variants for the dense part.
+        init: initialisation scheme; ``None`` picks the activation's match.
+        seed: seed the initialisation.
+
+    Example::
+
+        >>> net = CNN(channels=(8, 16), dense=32, seed=0)
+        >>> tuple(net(torch.rand(2, 1, 28, 28)).shape), net.feature_dim
+        ((2, 10), 32)
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_block: int = 2,
+        dense: int = 256,
+        num_classes: int = 10,
+        activation: str = "relu",
+        batch_norm: bool = True,
+        dropout: float = 0.3,
+        conv_dropout: float = 0.0,
+        dropout_kind: str = "standard",
+        init: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape: expected (C, H, W), got {tuple(input_shape)}")
+        if not channels or any(c < 1 for c in channels):
+            raise ValueError(f"channels: need at least one positive channel count, got {tuple(channels)}")
+        if convs_per_block < 1:
+            raise ValueError(f"convs_per_block: must be at least 1, got {convs_per_block}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        in_ch, height, width = (int(s) for s in input_shape)
+        layers: list[nn.Module] = []
+        for out_ch in channels:
+            for _ in range(convs_per_block):
+                layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not batch_norm))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM))
+                layers.append(make_activation(activation, out_ch))
+                in_ch = out_ch
+            layers.append(nn.MaxPool2d(2))
+            height, width = height // 2, width // 2
+            if conv_dropout > 0:
+                layers.append(make_dropout(dropout_kind, conv_dropout, spatial=True))
+        if height < 1 or width < 1:
+            raise ValueError(f"channels: {len(channels)} pooling blocks shrink {tuple(input_shape)} below 1x1")
+        layers.append(nn.Flatten())
+        features = in_ch * height * width
+        if dense > 0:
+            if dropout > 0:
+                layers.append(make_dropout(dropout_kind, dropout))
+            layers.append(nn.Linear(features, dense, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(dense, eps=BN_EPS, momentum=BN_MOMENTUM))
+            layers.append(make_activation(activation, dense))
+            features = dense
+        if dropout > 0:
+            layers.append(make_dropout(dropout_kind, dropout))
+        backbone = nn.Sequential(*layers)
+        init_weights(backbone, init or DEFAULT_INIT[activation], generator)
+        super().__init__(backbone, new_head(features, num_classes, generator), feature_dim=features)
+        self.config = {
+            "input_shape": list(input_shape),
+            "channels": list(channels),
+            "convs_per_block": convs_per_block,
+            "dense": dense,
+            "num_classes": num_classes,
+            "activation": activation,
+            "batch_norm": batch_norm,
+            "dropout": dropout,
+            "conv_dropout": conv_dropout,
+            "dropout_kind": dropout_kind,
+            "init": init,
+        }

@@ -1,0 +1,132 @@
+"""The chapter's multilayer perceptron, configurable in every way the chapter varies it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lit_deep.models._base import (
+    ACTIVATIONS,
+    BN_EPS,
+    BN_MOMENTUM,
+    DEFAULT_INIT,
+    BackboneHead,
+    flat_size,
+    make_activation,
+    make_dropout,
+    new_head,
+)
+from lit_deep.nn.init import INIT_SCHEMES, init_weights
+
+__all__ = ["MLP"]
+
+_BN_PLACES = (None, "before", "after")
+
+
+def _dropout_rates(dropout: float | Sequence[float], n_linear: int) -> list[float]:
+    if isinstance(dropout, (int, float)):
+        return [float(dropout)] * n_linear
+    rates = [float(p) for p in dropout]
+    if len(rates) != n_linear:
+        raise ValueError(
+            f"dropout: a sequence needs one rate per Linear layer ({n_linear}: input, each hidden, output), "
+            f"got {len(rates)}"
+        )
+    return rates
+
+
+class MLP(BackboneHead):
+    """A fully connected classifier: ``Flatten -> [Dropout] Linear -> [BN] act [BN] -> ... -> [Dropout] Linear``.
+
+    Shapes: input ``[B, *input_shape]``, output logits ``[B, num_classes]``.
+
+    Book semantics where PyTorch's defaults differ: leaky ReLU slope 0.2; PReLU with one slope per neuron
+    initialised to 0 (Keras); BatchNorm with Keras's momentum 0.99 (PyTorch ``momentum=0.01``) and epsilon
+    1e-3; hidden weights drawn by the Keras initialisers (truncated normals) and biases zeroed; the output
+    layer initialised Glorot-uniform (Keras's ``Dense`` default).
+
+    Args:
+        input_shape: shape of one input.
+        hidden: widths of the hidden layers.
+        num_classes: number of outputs.
+        activation: one of ``relu, leaky_relu, prelu, rrelu, elu, selu, tanh, sigmoid, gelu, silu``.
+        init: an :data:`~lit_deep.nn.INIT_SCHEMES` key for the hidden layers; ``None`` picks the matching
+            scheme (He for the ReLU family and ELU, LeCun for SELU, Glorot for tanh/sigmoid).
+        batch_norm: ``None``; ``"before"``: BN between the Linear layer (then built without bias, BN's shift
+            replaces it) and the activation; ``"after"``: BN after the activation.
+        input_batch_norm: normalise the flattened inputs with a BN layer first.
+        dropout: a rate applied before every Linear layer (the book's placement, input included), or one rate
+            per Linear layer (``len(hidden) + 1`` values; 0 means no dropout layer there).
+        dropout_kind: ``"standard"``, ``"alpha"`` (for SELU), ``"mc"`` or ``"mc_alpha"`` (always on, for MC
+            dropout).
+        leaky_slope: negative slope of ``leaky_relu``.
+        seed: seed the initialisation (``None`` uses the global generator).
+
+    Example::
+
+        >>> net = MLP(hidden=(300, 100), activation="selu", seed=0)
+        >>> tuple(net(torch.rand(2, 1, 28, 28)).shape), net.head.in_features, len(list(net.parameters()))
+        ((2, 10), 100, 6)
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 28, 28),
+        hidden: Sequence[int] = (300, 100),
+        num_classes: int = 10,
+        activation: str = "relu",
+        init: str | None = None,
+        batch_norm: str | None = None,
+        input_batch_norm: bool = False,
+        dropout: float | Sequence[float] = 0.0,
+        dropout_kind: str = "standard",
+        leaky_slope: float = 0.2,
+        seed: int | None = None,
+    ) -> None:
+        hidden = [int(h) for h in hidden]
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        if batch_norm not in _BN_PLACES:
+            raise ValueError(f"batch_norm: expected None, 'before' or 'after', got {batch_norm!r}")
+        if init is not None and init not in INIT_SCHEMES:
+            raise ValueError(f"init: expected None or one of {sorted(INIT_SCHEMES)}, got {init!r}")
+        if any(h < 1 for h in hidden):
+            raise ValueError(f"hidden: every width must be positive, got {hidden}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+        rates = _dropout_rates(dropout, len(hidden) + 1)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        in_features = flat_size(tuple(input_shape))
+        layers: list[nn.Module] = [nn.Flatten()]
+        if input_batch_norm:
+            layers.append(nn.BatchNorm1d(in_features, eps=BN_EPS, momentum=BN_MOMENTUM))
+        width = in_features
+        for rate, units in zip(rates, hidden, strict=False):
+            if rate > 0:
+                layers.append(make_dropout(dropout_kind, rate))
+            layers.append(nn.Linear(width, units, bias=batch_norm != "before"))
+            if batch_norm == "before":
+                layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+            layers.append(make_activation(activation, units, leaky_slope))
+            if batch_norm == "after":
+                layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+            width = units
+        if rates[-1] > 0:
+            layers.append(make_dropout(dropout_kind, rates[-1]))
+        backbone = nn.Sequential(*layers)
+        init_weights(backbone, init or DEFAULT_INIT[activation], generator)
+        super().__init__(backbone, new_head(width, num_classes, generator), feature_dim=width)
+        self.config = {
+            "input_shape": list(input_shape),
+            "hidden": hidden,
+            "num_classes": num_classes,
+            "activation": activation,
+            "init": init,
+            "batch_norm": batch_norm,
+            "input_batch_norm": input_batch_norm,
+            "dropout": dropout if isinstance(dropout, (int, float)) else list(rates),
+            "dropout_kind": dropout_kind,
+            "leaky_slope": leaky_slope,
+        }

@@ -1,0 +1,133 @@
+"""Optimizers by name with the book's (Keras's) settings, and parameter grouping."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "penalised_weights"]
+
+# name -> (torch class, default kwargs). Keras's epsilon is 1e-7 (PyTorch 1e-8) and its RMSprop rho is 0.9
+# (PyTorch's alpha defaults to 0.99); the book's momentum is 0.9.
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+    "sgd": (torch.optim.SGD, {}),
+    "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+    "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (torch.optim.Adagrad, {"eps": 1e-7}),
+    "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-7}),
+    "adam": (torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adamax": (torch.optim.Adamax, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "nadam": (torch.optim.NAdam, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adamw": (torch.optim.AdamW, {"betas": (0.9, 0.999), "eps": 1e-7}),
+}
+
+
+def _resolve_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
+    if name in OPTIMIZERS:
+        return OPTIMIZERS[name]
+    if "." in name:
+        module_name, _, attr = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"optimizer: cannot import {name!r} ({err})") from err
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise ValueError(f"optimizer: {name!r} is not a torch.optim.Optimizer subclass")
+        return cls, {}
+    raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
+
+
+def param_groups(model: nn.Module, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+    """Split trainable and frozen parameters into named groups: ``head``, ``backbone`` and ``other``.
+
+    With ``weight_decay > 0`` each section is split once more so that biases and 1-D parameters (BatchNorm,
+    PReLU slopes) get no decay: ``backbone`` / ``backbone_no_decay``. Empty groups are left out. The names
+    show up in Lightning's ``LearningRateMonitor``.
+
+    Args:
+        model: the network (a :class:`~lit_deep.models.BackboneHead` gets the two named sections).
+        weight_decay: decoupled weight decay for the weight matrices.
+
+    Returns:
+        A list of optimizer parameter-group dicts with a ``name`` key.
+
+    Example::
+
+        >>> from lit_deep.models import MLP
+        >>> [g["name"] for g in param_groups(MLP(hidden=(4,)), weight_decay=0.1)]
+        ['head', 'head_no_decay', 'backbone', 'backbone_no_decay']
+    """
+    sections: dict[str, list[nn.Parameter]] = {"head": [], "backbone": [], "other": []}
+    for name, param in model.named_parameters():
+        section = name.split(".", 1)[0]
+        sections[section if section in ("head", "backbone") else "other"].append(param)
+    groups = []
+    for section, params in sections.items():
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        if weight_decay > 0:
+            if decay:
+                groups.append({"params": decay, "name": section, "weight_decay": weight_decay})
+            if no_decay:
+                groups.append({"params": no_decay, "name": f"{section}_no_decay", "weight_decay": 0.0})
+        elif params:
+            groups.append({"params": params, "name": section, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(
+    name: str,
+    groups: list[dict[str, Any]] | Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    **kwargs: Any,
+) -> torch.optim.Optimizer:
+    """Build an optimizer by name with the book's settings.
+
+    Args:
+        name: ``sgd``, ``momentum`` (SGD with momentum 0.9), ``nesterov``, ``adagrad``, ``rmsprop`` (rho 0.9),
+            ``adam``, ``adamax``, ``nadam``, ``adamw``, or a class path such as ``"torch.optim.ASGD"``.
+        groups: parameter groups or parameters.
+        lr: learning rate.
+        weight_decay: default weight decay for groups that do not set theirs.
+        **kwargs: extra optimizer arguments, overriding the defaults.
+
+    Returns:
+        The optimizer.
+
+    Raises:
+        ValueError: for an unknown name or a non-positive learning rate.
+
+    Example::
+
+        >>> opt = build_optimizer("rmsprop", [nn.Parameter(torch.zeros(2))], lr=0.001)
+        >>> type(opt).__name__, opt.defaults["alpha"], opt.defaults["eps"]
+        ('RMSprop', 0.9, 1e-07)
+    """
+    if not lr > 0:
+        raise ValueError(f"lr: must be positive, got {lr}")
+    cls, defaults = _resolve_class(name)
+    options = {**defaults, **kwargs}
+    if weight_decay:
+        options["weight_decay"] = weight_decay
+    try:
+        return cls(groups, lr=lr, **options)
+    except TypeError as err:
+        raise ValueError(f"optimizer_kwargs: {cls.__name__} rejected {options}: {err}") from err
+
+
+def penalised_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that l1/l2 penalties apply to: weight matrices and kernels (2-D or more).
+
+    Biases and 1-D parameters (BatchNorm, PReLU slopes) are excluded, as Keras's ``kernel_regularizer``.
+
+    Example::
+
+        >>> len(penalised_weights(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))))
+        1
+    """
+    return [p for p in model.parameters() if p.dim() >= 2]

@@ -1,0 +1,30 @@
+"""Layers and functions: Keras-style initialisers, Monte-Carlo dropout, max-norm."""
+
+from lit_deep.nn.constraints import max_norm_
+from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
+from lit_deep.nn.init import (
+    INIT_SCHEMES,
+    glorot_normal_,
+    glorot_uniform_,
+    he_normal_,
+    he_uniform_,
+    init_weights,
+    lecun_normal_,
+    lecun_uniform_,
+    variance_scaling_,
+)
+
+__all__ = [
+    "INIT_SCHEMES",
+    "MCAlphaDropout",
+    "MCDropout",
+    "glorot_normal_",
+    "glorot_uniform_",
+    "he_normal_",
+    "he_uniform_",
+    "init_weights",
+    "lecun_normal_",
+    "lecun_uniform_",
+    "max_norm_",
+    "variance_scaling_",
+]
