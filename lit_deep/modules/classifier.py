@@ -182,7 +182,8 @@ class Classifier(pl.LightningModule):
         """Log ``val_loss``: the validation NLL plus the penalty (what Keras calls ``val_loss``)."""
         penalty = self.penalty()
         penalty_value = float(penalty.detach()) if isinstance(penalty, torch.Tensor) else penalty
-        self.log("val_loss", self.val_nll.compute() + penalty_value, prog_bar=True)
+        # val_nll.compute() is already reduced over ranks; sync_dist averages identical values (no-op, no warning).
+        self.log("val_loss", self.val_nll.compute() + penalty_value, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Update the test metrics."""
