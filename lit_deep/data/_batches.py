@@ -13,7 +13,7 @@ exactly once (Lightning's injected sampler pads with duplicates).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -28,6 +28,7 @@ class TensorBatches(Dataset):
     Args:
         inputs: ``[N, ...]`` float tensor.
         targets: ``[N]`` int64 tensor.
+        transform: an optional batch transform applied to ``x`` (training-time augmentation).
 
     Example::
 
@@ -36,17 +37,24 @@ class TensorBatches(Dataset):
         ([1, 2], 5)
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(f"targets: {targets.shape[0]} targets for {inputs.shape[0]} inputs")
         self.inputs = inputs
         self.targets = targets
+        self.transform = transform
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
     def __getitem__(self, index: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inputs[index], self.targets[index]
+        x = self.inputs[index]
+        return (self.transform(x) if self.transform is not None else x), self.targets[index]
 
 
 class BatchSampler(DistributedSampler):
