@@ -8,18 +8,23 @@ looked up in :data:`COMMANDS` and imported only when used.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import lightning.pytorch as pl
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lit_deep.data.datamodule import FashionMNISTDataModule
-from lit_deep.modules.classifier import Classifier
+from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
 
-__all__ = ["COMMANDS", "LitDeepCLI", "main"]
+__all__ = ["COMMANDS", "LitDeepCLI", "main", "write_results"]
 
 #: verb -> "module:function" taking the remaining arguments and returning an exit code.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {"zoo": "lit_deep.zoo.cli:main", "demo": "lit_deep.experiments.demo:main"}
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 
 
@@ -31,14 +36,63 @@ class LitDeepCLI(LightningCLI):
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add ``--test_after_fit``."""
+        """Add ``--test_after_fit`` and ``--find-lr``."""
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Run the test split after fit.")
+        parser.add_argument(
+            "--find_lr",
+            "--find-lr",
+            type=bool,
+            nargs="?",
+            const=True,
+            default=False,
+            help="Before fit, run the learning-rate range test, save lr_finder.png in the run directory and set "
+            "1cycle's max_lr (else the optimizer's lr) to the rate at the lowest loss / 10.",
+        )
+
+    def before_fit(self) -> None:
+        """Run the learning-rate range test when ``--find-lr`` is set (see :func:`lit_deep.schedules.find_lr`)."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        if config.get("find_lr", False):
+            from lit_deep.schedules.lr_finder import find_lr
+
+            run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            find_lr(self.trainer, self.model, self.datamodule, plot_path=run_dir / "lr_finder.png")
 
     def after_fit(self) -> None:
         """Test the final model when ``test_after_fit`` is set and a test loader exists."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        fit_seconds = time.perf_counter() - self._fit_started
         if config.get("test_after_fit", True) and not self.trainer.fast_dev_run and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule)
+        write_results(self.trainer, fit_seconds)
+
+    def before_instantiate_classes(self) -> None:
+        """Start the clock that ``results.json`` reports as the fit's wall time."""
+        self._fit_started = time.perf_counter()
+
+
+def write_results(trainer: pl.Trainer, fit_seconds: float) -> Path | None:
+    """Write the run's final metrics, epochs and wall time to ``<default_root_dir>/results.json`` (rank 0).
+
+    ``recipes/run_all.py`` reads these files to build ``recipes/RESULTS.md``.
+
+    Returns:
+        The file written, or ``None`` on other ranks.
+    """
+    if not trainer.is_global_zero:
+        return None
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    results = {
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 1),
+        "devices": trainer.num_devices * trainer.num_nodes,
+    }
+    path = Path(trainer.default_root_dir) / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def _run_extra(verb: str, argv: list[str]) -> int:
@@ -65,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help") and COMMANDS:
         print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
     LitDeepCLI(
-        Classifier,
+        pl.LightningModule,  # Classifier, AutoencoderModule or any LightningModule, chosen by class_path
         FashionMNISTDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -1,0 +1,127 @@
+"""``lit-deep demo``: transfer learning from the zoo, end to end, with uncertainty.
+
+1. loads ``mlp_selu.fmnist_a`` (the book's model A) from the zoo through the Hub (offline: the shipped copy),
+2. builds task B (sandal vs shirt, 200 training images) and a model with the reused backbone and a new head,
+3. trains it with ``FreezeUnfreeze``, ``MaxNorm`` and 1cycle, beside the same architecture from scratch,
+4. evaluates both on the task-B test images, deterministically and with MC dropout,
+5. prints a report and writes plots to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from lit_deep.data import CLASS_NAMES
+from lit_deep.experiments._plots import plot_curves, plot_lr, plot_uncertain
+from lit_deep.experiments.transfer import TransferConfig, TransferRun, metrics_table, run_transfer, summarize
+from lit_deep.uncertainty import reliability_diagram
+
+__all__ = ["main", "parser"]
+
+
+def parser() -> argparse.ArgumentParser:
+    """The demo's command-line options.
+
+    Example::
+
+        >>> parser().parse_args(["--seeds", "3", "--b-classes", "0", "2"]).b_classes
+        [0, 2]
+    """
+    defaults = TransferConfig()
+    p = argparse.ArgumentParser(
+        prog="lit-deep demo",
+        description="Transfer learning from the zoo: task B (two classes, few images) with the reused backbone of "
+        "a pretrained model vs the same net from scratch; MC-dropout uncertainty; plots.",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds (42, 43, ...); mean +- std when > 1")
+    p.add_argument("--output", type=Path, default=Path("out/demo"), help="folder for the logs, plots and report")
+    p.add_argument("--source-model", default=defaults.source_model, help="zoo model whose backbone is reused")
+    p.add_argument(
+        "--b-classes", type=int, nargs=2, default=list(defaults.b_classes), metavar=("NEG", "POS"),
+        help="task B's classes (default 5 6: sandal vs shirt; the newer edition uses 0 2 with 20 images)",
+    )
+    p.add_argument("--b-train-size", type=int, default=defaults.b_train_size, help="task B's training images")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs of each model")
+    p.add_argument("--unfreeze-at", type=int, default=defaults.unfreeze_at_epoch, help="epoch that unfreezes")
+    p.add_argument("--max-lr", type=float, default=defaults.max_lr, help="1cycle's peak learning rate (Nadam)")
+    p.add_argument("--mc-samples", type=int, default=defaults.mc_samples, help="Monte-Carlo dropout samples")
+    p.add_argument("--top", type=int, default=6, help="most uncertain test images to show")
+    p.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bars")
+    return p
+
+
+def _uncertain_report(run: TransferRun, names: Sequence[str], top: int, output: Path) -> str:
+    mc = run.mc["transfer"]
+    assert run.test_images is not None and run.test_labels is not None
+    order = mc.entropy.argsort(descending=True)[:top]
+    lines = [f"Most uncertain task-B test images (transfer model, MC dropout, predictive entropy in nats):"]
+    lines.append(f"{'index':>6} {'true':<8} " + " ".join(f"{n:>20}" for n in names) + f" {'entropy':>8}")
+    for i in order.tolist():
+        cells = " ".join(f"{mc.probs[i, c]:>11.3f} +- {mc.std[i, c]:.3f}" for c in range(len(names)))
+        lines.append(f"{i:>6} {names[int(run.test_labels[i])]:<8} {cells} {mc.entropy[i]:>8.3f}")
+    plot_uncertain(run.test_images, run.test_labels, mc.probs, mc.std, order, names, output / "uncertain.png")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns 0.
+
+    Example::
+
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        ...     main(["--help"])
+        >>> "--source-model" in out.getvalue()
+        True
+    """
+    from lit_deep import zoo
+
+    args = parser().parse_args(argv)
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds: must be at least 1, got {args.seeds}")
+    config = TransferConfig(
+        source_model=args.source_model,
+        b_classes=tuple(args.b_classes),  # type: ignore[arg-type]
+        b_train_size=args.b_train_size,
+        epochs=args.epochs,
+        unfreeze_at_epoch=args.unfreeze_at,
+        mc_samples=args.mc_samples,
+        max_lr=args.max_lr,
+    )
+    output: Path = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    source = zoo.load(config.source_model)
+    print(f"source model: {config.source_model} ({getattr(source, 'zoo_source', 'hub')})")
+    runs = [run_transfer(source, config, 42 + i, output, progress=not args.no_progress) for i in range(args.seeds)]
+    names = [CLASS_NAMES[c] for c in config.b_classes]
+    table = metrics_table(summarize(runs), len(runs))
+    first = runs[0]
+    uncertain = _uncertain_report(first, names, args.top, output)
+    plot_curves(first.log_dirs, output / "curves.png")
+    plot_lr(first.log_dirs, output / "learning_rate.png")
+    assert first.test_labels is not None
+    reliability_diagram(first.mc["transfer"], first.test_labels, output / "reliability.png", title="Transfer, MC dropout")
+    seconds = time.perf_counter() - started
+    report = (
+        f"\nTask B: {names[0]} vs {names[1]}, {config.b_train_size} training images, "
+        f"{len(first.test_labels)} test images; backbone from {config.source_model}\n\n{table}\n\n{uncertain}\n\n"
+        f"Plots: {', '.join(str(output / f) for f in ('curves.png', 'learning_rate.png', 'reliability.png', 'uncertain.png'))}\n"
+        f"Wall time: {seconds:.0f} s\n"
+    )
+    print(report)
+    (output / "report.txt").write_text(report)
+    results = {"config": asdict(config), "seeds": [r.seed for r in runs], "metrics": [r.metrics for r in runs]}
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
