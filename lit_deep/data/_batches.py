@@ -122,7 +122,7 @@ class BatchSampler(DistributedSampler):
         count = stop - start
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
-    def __iter__(self) -> Iterator[torch.Tensor | slice]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[torch.Tensor | slice]:
         start, stop = self._shard_bounds()
         n_batches = len(self)
         if self.shuffle:

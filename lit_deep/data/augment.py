@@ -8,9 +8,10 @@ __all__ = ["RandomShiftFlip"]
 
 
 class RandomShiftFlip:
-    """Shift each image by up to ``max_shift`` pixels in each direction and flip it horizontally with
-    probability ``flip_p``, all images of a batch at once (no per-image Python loop).
+    """Random shifts and horizontal flips of a whole batch at once (no per-image Python loop).
 
+    Each image is shifted by up to ``max_shift`` pixels in each direction and flipped horizontally with
+    probability ``flip_p``.
     Shapes: ``[B, C, H, W] -> [B, C, H, W]``; vacated pixels take ``fill`` (the background value: 0 for
     [0, 1]-scaled images, ``-mean/std`` per pixel when standardised).
 

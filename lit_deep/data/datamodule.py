@@ -56,6 +56,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             flips (:class:`~lit_deep.data.augment.RandomShiftFlip`, seeded by ``seed``). Not in the book's
             chapter; used by the zoo's CNN and best MLP.
         max_shift: largest shift of the augmentation, in pixels.
+        train_size: keep only the first ``train_size`` training images of tasks ``full`` and ``A`` (few-label
+            experiments such as unsupervised pretraining); task B uses ``b_train_size``.
 
     Example::
 
@@ -85,6 +87,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         augment: bool = False,
         max_shift: int = 2,
+        train_size: int | None = None,
     ) -> None:
         super().__init__()
         if task not in TASKS:
@@ -99,8 +102,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name}: must be at least 1, got {value}")
         if not 0 < val_size < _TRAIN_SIZE:
             raise ValueError(f"val_size: must be between 1 and {_TRAIN_SIZE - 1}, got {val_size}")
+        if train_size is not None and train_size < 1:
+            raise ValueError(f"train_size: must be at least 1, got {train_size}")
         if b_train_size < 1:
             raise ValueError(f"b_train_size: must be at least 1, got {b_train_size}")
+        if max_shift < 0:
+            raise ValueError(f"max_shift: must be non-negative, got {max_shift}")
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.task = task
@@ -108,8 +115,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.standardize = standardize
         self.val_size = val_size
-        self.b_classes: tuple[int, int] = b_classes  # type: ignore[assignment]
+        self.b_classes: tuple[int, int] = b_classes
         self.b_train_size = b_train_size
+        self.train_size = train_size
         self.seed = seed
         self.augment = augment
         self.max_shift = max_shift
@@ -155,7 +163,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
                 images, labels = images[:limit], labels[:limit]
         x = images.unsqueeze(1).float().div_(255.0)
         if self.standardize:
-            assert self.mean is not None and self.std is not None
+            assert self.mean is not None
+            assert self.std is not None
             x.sub_(self.mean).div_(self.std)
         return TensorBatches(x, labels)
 
@@ -172,10 +181,18 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             self.mean = pixels.mean(dim=0)
             self.std = pixels.std(dim=0).clamp_min(_STD_FLOOR)
         self.train_set = self._select(train_images, train_labels, limit=self.b_train_size)
+        if self.train_size is not None and self.task != "B":
+            if self.train_size > len(self.train_set):
+                raise ValueError(
+                    f"train_size: {self.train_size} is larger than the {len(self.train_set)} training images"
+                )
+            self.train_set.inputs = self.train_set.inputs[: self.train_size]
+            self.train_set.targets = self.train_set.targets[: self.train_size]
         if self.augment:
             transform = RandomShiftFlip(self.max_shift, 0.5, self.seed)
             if self.standardize:
-                assert self.mean is not None and self.std is not None
+                assert self.mean is not None
+                assert self.std is not None
                 transform.fill = (-self.mean / self.std).unsqueeze(0)  # a black pixel, standardised
             self.train_set.transform = transform
         self.val_set = self._select(images[: self.val_size], labels[: self.val_size])
@@ -219,4 +236,3 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         """Restore the standardisation statistics."""
         self.mean = state_dict.get("mean")  # type: ignore[assignment]
         self.std = state_dict.get("std")  # type: ignore[assignment]
-

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -100,22 +103,22 @@ def _has_split(folder: Path, split: str) -> bool:
     return all((folder / name).is_file() for name in _SPLIT_FILES[split])
 
 
-def _download(name: str, dest: Path, urlopen: Callable[..., object] | None = None) -> None:
+def _download(name: str, dest: Path, urlopen: Callable[..., Any] | None = None) -> None:
     """Download ``name`` from the first mirror that answers, verify it, and rename it into ``dest``."""
     opener = urlopen or urllib.request.urlopen
     errors = []
     for mirror in MIRRORS:
         url = mirror + name
         try:
-            with opener(url, timeout=30) as response:  # type: ignore[attr-defined]
+            with opener(url, timeout=30) as response:
                 payload = response.read()
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            errors.append(f"{url}: {err}")
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
+            errors.append(f"{url}: {err!r}" if isinstance(err, http.client.HTTPException) else f"{url}: {err}")
             continue
         try:
             digest = hashlib.sha256(gzip.decompress(payload)).hexdigest()
-        except (OSError, EOFError) as err:
-            errors.append(f"{url}: not a gzip file ({err})")
+        except (OSError, EOFError, zlib.error) as err:
+            errors.append(f"{url}: not a valid gzip file ({err})")
             continue
         if digest != FILES[name]:
             errors.append(f"{url}: SHA-256 of the decompressed data is {digest}, expected {FILES[name]}")
@@ -199,7 +202,7 @@ def _load_verified(path: Path) -> torch.Tensor:
     raw = path.read_bytes()
     try:
         data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise IDXError(f"{path}: the gzip stream is truncated or corrupted ({err})") from err
     expected = FILES.get(path.name)
     if expected is not None:
@@ -249,14 +252,18 @@ def load_fashion_mnist(
     images = loader(folder / images_name)
     labels = loader(folder / labels_name)
     if images.dim() != 3 or images.dtype != torch.uint8:
-        raise IDXError(f"{folder / images_name}: expected uint8 images [N, H, W], got {images.dtype} {tuple(images.shape)}")
+        raise IDXError(
+            f"{folder / images_name}: expected uint8 images [N, H, W], got {images.dtype} {tuple(images.shape)}"
+        )
     if labels.dim() != 1:
         raise IDXError(f"{folder / labels_name}: expected a 1-D label vector, got shape {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point:
+        raise IDXError(f"{folder / labels_name}: expected integer labels, got {labels.dtype}")
     if images.shape[0] != labels.shape[0]:
         raise IDXError(
             f"{folder}: {images_name} holds {images.shape[0]} images but {labels_name} holds {labels.shape[0]} labels"
         )
-    if labels.numel() and int(labels.max()) >= len(CLASS_NAMES):
-        raise IDXError(f"{folder / labels_name}: label {int(labels.max())} is outside 0..{len(CLASS_NAMES) - 1}")
+    bad = labels[(labels < 0) | (labels >= len(CLASS_NAMES))]
+    if bad.numel():
+        raise IDXError(f"{folder / labels_name}: label {int(bad[0])} is outside 0..{len(CLASS_NAMES) - 1}")
     return images, labels.long()
-

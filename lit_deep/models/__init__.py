@@ -4,6 +4,7 @@ from lit_deep.models._base import ACTIVATIONS, DROPOUT_KINDS, BackboneHead, make
 from lit_deep.models.autoencoder import Autoencoder
 from lit_deep.models.cnn import CNN
 from lit_deep.models.mlp import MLP
+from lit_deep.models.pretrained import FromCheckpoint
 
 __all__ = [
     "ACTIVATIONS",
@@ -12,6 +13,7 @@ __all__ = [
     "MLP",
     "Autoencoder",
     "BackboneHead",
+    "FromCheckpoint",
     "make_activation",
     "make_dropout",
     "replace_head",

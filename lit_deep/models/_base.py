@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -131,6 +132,11 @@ class BackboneHead(nn.Sequential):
         (3, 2)
     """
 
+    backbone: nn.Module
+    head: nn.Module
+    #: the constructor arguments that rebuild the architecture (set by MLP, CNN, Autoencoder, zoo models)
+    config: dict[str, Any]
+
     def __init__(self, backbone: nn.Module, head: nn.Module, feature_dim: int) -> None:
         super().__init__(OrderedDict(backbone=backbone, head=head))
         self.feature_dim = feature_dim
@@ -172,8 +178,8 @@ def replace_head(model: nn.Module, num_classes: int, generator: torch.Generator 
         generator: an optional random generator for the head's initialisation.
 
     Returns:
-        The new model (same class as ``model`` except for autoencoders, which become a plain
-        :class:`BackboneHead`).
+        The new model: same class as ``model``, except that an autoencoder becomes an
+        :class:`~lit_deep.models.MLP` whose backbone is the copied encoder.
 
     Raises:
         ValueError: for ``num_classes < 1`` or a model without ``backbone``/``head``.
@@ -194,7 +200,15 @@ def replace_head(model: nn.Module, num_classes: int, generator: torch.Generator 
         raise ValueError(f"model: expected a model with .backbone and .head (BackboneHead), got {type(model).__name__}")
     head = new_head(model.feature_dim, num_classes, generator)
     if getattr(model, "is_autoencoder", False):
-        return BackboneHead(copy.deepcopy(model.backbone), head, model.feature_dim)
+        # The encoder (Flatten, Linear, act, ...) is laid out exactly as an MLP backbone without BN or dropout,
+        # so the classifier is an MLP: its config rebuilds it and checkpoints reload it.
+        from lit_deep.models.mlp import MLP
+
+        config = model.config
+        mlp = MLP(config["input_shape"], config["hidden"], num_classes, config["activation"], config["init"])
+        mlp.backbone = copy.deepcopy(model.backbone)
+        mlp.head = head
+        return mlp
     clone = copy.deepcopy(model)
     clone.head = head
     if hasattr(clone, "config"):

@@ -14,8 +14,10 @@ __all__ = ["Autoencoder"]
 
 
 class Autoencoder(BackboneHead):
-    """``encoder`` (= ``backbone``): Flatten and dense layers down to the codings; ``decoder`` (= ``head``):
-    dense layers back up and a sigmoid, reshaped to the input shape.
+    """A dense autoencoder: ``encoder`` (= ``backbone``) down to the codings, ``decoder`` (= ``head``) back up.
+
+    The encoder is Flatten and dense layers down to the codings; the decoder is dense layers back up and a
+    sigmoid, reshaped to the input shape.
 
     Shapes: input ``[B, *input_shape]`` in [0, 1], reconstruction of the same shape; ``encode`` returns
     ``[B, hidden[-1]]``. :func:`~lit_deep.models.replace_head` turns it into a classifier on the encoder.
@@ -58,10 +60,10 @@ class Autoencoder(BackboneHead):
             encoder += [nn.Linear(width, units), make_activation(activation, units)]
             width = units
         decoder: list[nn.Module] = []
-        for units in [*reversed(hidden[:-1]), n_in]:
-            decoder.append(nn.Linear(width, units))
-            decoder.append(make_activation(activation, units) if units != n_in else nn.Sigmoid())
+        for units in reversed(hidden[:-1]):
+            decoder += [nn.Linear(width, units), make_activation(activation, units)]
             width = units
+        decoder += [nn.Linear(width, n_in), nn.Sigmoid()]
         decoder.append(nn.Unflatten(1, tuple(int(s) for s in input_shape)))
         enc, dec = nn.Sequential(*encoder), nn.Sequential(*decoder)
         scheme = init or DEFAULT_INIT[activation]

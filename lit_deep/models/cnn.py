@@ -7,7 +7,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lit_deep.models._base import ACTIVATIONS, BN_EPS, BN_MOMENTUM, DEFAULT_INIT, BackboneHead, make_activation, make_dropout, new_head
+from lit_deep.models._base import (
+    ACTIVATIONS,
+    BN_EPS,
+    BN_MOMENTUM,
+    DEFAULT_INIT,
+    DROPOUT_KINDS,
+    BackboneHead,
+    make_activation,
+    make_dropout,
+    new_head,
+)
 from lit_deep.nn.init import init_weights
 
 __all__ = ["CNN"]
@@ -64,6 +74,15 @@ class CNN(BackboneHead):
             raise ValueError(f"channels: need at least one positive channel count, got {tuple(channels)}")
         if convs_per_block < 1:
             raise ValueError(f"convs_per_block: must be at least 1, got {convs_per_block}")
+        if dense < 0:
+            raise ValueError(f"dense: must be non-negative (0 for no dense layer), got {dense}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+        for name, rate in (("dropout", dropout), ("conv_dropout", conv_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name}: rate must be in [0, 1), got {rate}")
+        if dropout_kind not in DROPOUT_KINDS:
+            raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {dropout_kind!r}")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         in_ch, height, width = (int(s) for s in input_shape)
         layers: list[nn.Module] = []

@@ -12,6 +12,7 @@ from lit_deep.models._base import (
     BN_EPS,
     BN_MOMENTUM,
     DEFAULT_INIT,
+    DROPOUT_KINDS,
     BackboneHead,
     flat_size,
     make_activation,
@@ -26,14 +27,14 @@ _BN_PLACES = (None, "before", "after")
 
 
 def _dropout_rates(dropout: float | Sequence[float], n_linear: int) -> list[float]:
-    if isinstance(dropout, (int, float)):
-        return [float(dropout)] * n_linear
-    rates = [float(p) for p in dropout]
+    rates = [float(dropout)] * n_linear if isinstance(dropout, (int, float)) else [float(p) for p in dropout]
     if len(rates) != n_linear:
         raise ValueError(
             f"dropout: a sequence needs one rate per Linear layer ({n_linear}: input, each hidden, output), "
             f"got {len(rates)}"
         )
+    if not all(0.0 <= p < 1.0 for p in rates):
+        raise ValueError(f"dropout: every rate must be in [0, 1), got {dropout!r}")
     return rates
 
 
@@ -96,6 +97,8 @@ class MLP(BackboneHead):
             raise ValueError(f"hidden: every width must be positive, got {hidden}")
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+        if dropout_kind not in DROPOUT_KINDS:
+            raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {dropout_kind!r}")
         rates = _dropout_rates(dropout, len(hidden) + 1)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         in_features = flat_size(tuple(input_shape))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -11,17 +11,19 @@ from torch import nn
 
 __all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "penalised_weights"]
 
-# name -> (torch class, default kwargs). Keras's epsilon is 1e-7 (PyTorch 1e-8) and its RMSprop rho is 0.9
-# (PyTorch's alpha defaults to 0.99); the book's momentum is 0.9.
+# name -> (torch class, default kwargs). Keras's epsilon is 1e-7 (PyTorch 1e-8), its RMSprop rho is 0.9
+# (PyTorch's alpha defaults to 0.99) and its Adagrad accumulator starts at 0.1 (PyTorch 0); the book's momentum
+# is 0.9. PyTorch's Adam and NAdam add ``weight_decay * w`` to the gradient (L2 under another name) unless
+# ``decoupled_weight_decay`` is set; lit_deep's ``weight_decay`` means decoupled decay (AdamW), so it is set.
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {}),
     "momentum": (torch.optim.SGD, {"momentum": 0.9}),
     "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-    "adagrad": (torch.optim.Adagrad, {"eps": 1e-7}),
+    "adagrad": (torch.optim.Adagrad, {"eps": 1e-7, "initial_accumulator_value": 0.1}),
     "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-7}),
-    "adam": (torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adam": (torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-7, "decoupled_weight_decay": True}),
     "adamax": (torch.optim.Adamax, {"betas": (0.9, 0.999), "eps": 1e-7}),
-    "nadam": (torch.optim.NAdam, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "nadam": (torch.optim.NAdam, {"betas": (0.9, 0.999), "eps": 1e-7, "decoupled_weight_decay": True}),
     "adamw": (torch.optim.AdamW, {"betas": (0.9, 0.999), "eps": 1e-7}),
 }
 
@@ -41,7 +43,9 @@ def _resolve_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, An
     raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
 
 
-def param_groups(model: nn.Module, weight_decay: float = 0.0) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, weight_decay: float = 0.0, splits: Mapping[str, Collection[str]] | None = None
+) -> list[dict[str, Any]]:
     """Split trainable and frozen parameters into named groups: ``head``, ``backbone`` and ``other``.
 
     With ``weight_decay > 0`` each section is split once more so that biases and 1-D parameters (BatchNorm,
@@ -51,6 +55,8 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0) -> list[dict[str, 
     Args:
         model: the network (a :class:`~lit_deep.models.BackboneHead` gets the two named sections).
         weight_decay: decoupled weight decay for the weight matrices.
+        splits: extra sections, ``{section name: qualified parameter names}``; those parameters leave their
+            default section (``FreezeUnfreeze`` uses it to give each unfreezing milestone its own groups).
 
     Returns:
         A list of optimizer parameter-group dicts with a ``name`` key.
@@ -61,10 +67,12 @@ def param_groups(model: nn.Module, weight_decay: float = 0.0) -> list[dict[str, 
         >>> [g["name"] for g in param_groups(MLP(hidden=(4,)), weight_decay=0.1)]
         ['head', 'head_no_decay', 'backbone', 'backbone_no_decay']
     """
+    owner = {name: section for section, names in (splits or {}).items() for name in names}
     sections: dict[str, list[nn.Parameter]] = {"head": [], "backbone": [], "other": []}
     for name, param in model.named_parameters():
         section = name.split(".", 1)[0]
-        sections[section if section in ("head", "backbone") else "other"].append(param)
+        default = section if section in ("head", "backbone") else "other"
+        sections.setdefault(owner.get(name, default), []).append(param)
     groups = []
     for section, params in sections.items():
         decay = [p for p in params if p.dim() >= 2]
@@ -93,7 +101,10 @@ def build_optimizer(
             ``adam``, ``adamax``, ``nadam``, ``adamw``, or a class path such as ``"torch.optim.ASGD"``.
         groups: parameter groups or parameters.
         lr: learning rate.
-        weight_decay: default weight decay for groups that do not set theirs.
+        weight_decay: default weight decay for groups that do not set theirs. Decoupled (``w -= lr * wd * w``)
+            for ``adam``, ``nadam`` and ``adamw``; ``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adagrad``
+            and ``adamax`` only have PyTorch's coupled form (``wd * w`` added to the gradient, i.e. an l2 penalty
+            of ``wd / 2``).
         **kwargs: extra optimizer arguments, overriding the defaults.
 
     Returns:
@@ -115,7 +126,7 @@ def build_optimizer(
     if weight_decay:
         options["weight_decay"] = weight_decay
     try:
-        return cls(groups, lr=lr, **options)
+        return cls(groups, lr=lr, **options)  # type: ignore[call-arg]  # every torch optimizer takes lr
     except TypeError as err:
         raise ValueError(f"optimizer_kwargs: {cls.__name__} rejected {options}: {err}") from err
 

@@ -32,7 +32,9 @@ _DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
 
 def _fans(tensor: torch.Tensor) -> tuple[int, int]:
     if tensor.dim() < 2:
-        raise ValueError(f"tensor: variance scaling needs a weight with at least 2 dimensions, got {tuple(tensor.shape)}")
+        raise ValueError(
+            f"tensor: variance scaling needs a weight with at least 2 dimensions, got {tuple(tensor.shape)}"
+        )
     receptive = math.prod(tensor.shape[2:]) if tensor.dim() > 2 else 1
     # PyTorch stores Linear and Conv weights as (out, in, *kernel).
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
@@ -46,9 +48,9 @@ def variance_scaling_(
     distribution: str = "truncated_normal",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Fill a weight in place so that its variance is ``scale / fan`` (Keras ``VarianceScaling``).
+    r"""Fill a weight in place so that its variance is ``scale / fan`` (Keras ``VarianceScaling``).
 
-    .. math:: \\operatorname{Var}(w) = \\frac{scale}{fan}, \\quad fan \\in \\{fan_{in}, fan_{out}, (fan_{in}+fan_{out})/2\\}
+    .. math:: \operatorname{Var}(w) = \frac{scale}{fan}, \quad fan \in \{fan_{in}, fan_{out}, (fan_{in}+fan_{out})/2\}
 
     Args:
         tensor: a Linear ``(out, in)`` or Conv ``(out, in, *kernel)`` weight.
@@ -70,7 +72,7 @@ def variance_scaling_(
         >>> round(w.var().item() * 400, 1)
         2.0
     """
-    if scale <= 0:
+    if not scale > 0:  # also rejects NaN
         raise ValueError(f"scale: must be positive, got {scale}")
     if mode not in _MODES:
         raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")

@@ -1,0 +1,90 @@
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from lit_deep.cli import main
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "baseline.yaml"
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false"]
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_argv(monkeypatch):
+    """LightningCLI warns when sys.argv (pytest's here) and args are both given."""
+    monkeypatch.setattr(sys, "argv", ["lit-deep"])
+
+
+def test_console_script_points_at_main():
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lit-deep"]
+    assert script.value == "lit_deep.cli:main"
+
+
+def test_help_lists_the_verbs(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("fit", "validate", "test", "predict"):
+        assert verb in out
+
+
+def test_unknown_verb_fails(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+
+
+def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(RECIPE),
+            f"--trainer.default_root_dir={tmp_path / 'run'}",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            f"--data.init_args.data_dir={tiny_fmnist.path}",
+            "--data.init_args.val_size=10",
+            *QUIET,
+        ]
+    )
+    assert code in (0, None)
+    assert "test_acc" in capsys.readouterr().out
+    results = tmp_path / "run" / "results.json"
+    if results.exists():  # written by the CLI's after_fit
+        assert "test_acc" in json.loads(results.read_text())["metrics"]
+
+
+def test_bad_data_argument_is_reported(tiny_fmnist, tmp_path):
+    with pytest.raises(ValueError, match=r"task: expected one of \('full', 'A', 'B'\), got 'C'"):
+        main(
+            [
+                "fit",
+                "--config",
+                str(RECIPE),
+                f"--trainer.default_root_dir={tmp_path}",
+                f"--data.init_args.data_dir={tiny_fmnist.path}",
+                "--data.init_args.task=C",
+                *QUIET,
+            ]
+        )
+
+
+@pytest.mark.realdata
+def test_baseline_recipe_fast_dev_run_on_real_data(tmp_path, monkeypatch):
+    monkeypatch.delenv("LIT_DEEP_DATA", raising=False)
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(RECIPE),
+            "--trainer.fast_dev_run=true",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
+    assert code in (0, None)
