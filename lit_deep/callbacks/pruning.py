@@ -64,17 +64,18 @@ class MagnitudePruning(Callback):
         self.threshold = threshold
         self.start_epoch = start_epoch
         self.achieved: float | None = None
-        self._masks: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self._masks: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @torch.no_grad()
     def prune(self, model: nn.Module) -> float:
         """Prune ``model`` now, remember the masks, and return the achieved sparsity."""
         self._masks = []
         for module in model.modules():
-            if isinstance(module, LAYERS):
-                keep = module.weight.abs() >= self.threshold
-                module.weight.mul_(keep)
-                self._masks.append((module.weight, keep))
+            weight = getattr(module, "weight", None) if isinstance(module, LAYERS) else None
+            if isinstance(weight, torch.Tensor):
+                keep = weight.abs() >= self.threshold
+                weight.mul_(keep)
+                self._masks.append((weight, keep))
         self.achieved = sparsity(model)
         return self.achieved
 

@@ -97,9 +97,9 @@ class DynamicQuantization(Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.datamodule is None:
+        datamodule: Any = getattr(trainer, "datamodule", None)  # set by a connector: invisible to type checkers
+        if not trainer.is_global_zero or datamodule is None:
             return
-        datamodule: Any = trainer.datamodule
         datamodule.setup("test")
         model = copy.deepcopy(getattr(pl_module, "model", pl_module)).cpu().eval()
         quantized = quantize_dynamic_int8(model)

@@ -83,7 +83,7 @@ def plot_uncertain(
     for ax in axes.flat:
         ax.axis("off")
     for ax, index in zip(axes.flat, order.tolist(), strict=False):
-        ax.imshow(images[index].reshape(28, 28), cmap="binary")
+        ax.imshow(images[index].reshape(28, 28).numpy(), cmap="binary")
         top = int(probs[index].argmax())
         ax.set_title(
             f"true: {class_names[int(labels[index])]}\n{class_names[top]} {probs[index, top]:.2f}+-{std[index, top]:.2f}",
