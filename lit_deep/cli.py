@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -62,16 +63,17 @@ class LitDeepCLI(LightningCLI):
         """Test the final model when ``test_after_fit`` is set and a test loader exists."""
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         fit_seconds = time.perf_counter() - self._fit_started
+        fit_metrics = dict(self.trainer.callback_metrics)  # trainer.test replaces them
         if config.get("test_after_fit", True) and not self.trainer.fast_dev_run and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule)
-        write_results(self.trainer, fit_seconds)
+        write_results(self.trainer, fit_seconds, {**fit_metrics, **self.trainer.callback_metrics})
 
     def before_instantiate_classes(self) -> None:
         """Start the clock that ``results.json`` reports as the fit's wall time."""
         self._fit_started = time.perf_counter()
 
 
-def write_results(trainer: pl.Trainer, fit_seconds: float) -> Path | None:
+def write_results(trainer: pl.Trainer, fit_seconds: float, metrics: dict[str, Any] | None = None) -> Path | None:
     """Write the run's final metrics, epochs and wall time to ``<default_root_dir>/results.json`` (rank 0).
 
     ``recipes/run_all.py`` reads these files to build ``recipes/RESULTS.md``.
@@ -81,9 +83,10 @@ def write_results(trainer: pl.Trainer, fit_seconds: float) -> Path | None:
     """
     if not trainer.is_global_zero:
         return None
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    source = trainer.callback_metrics if metrics is None else metrics
+    values = {k: float(v) for k, v in source.items() if torch.is_tensor(v) and v.numel() == 1}
     results = {
-        "metrics": metrics,
+        "metrics": values,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fit_seconds": round(fit_seconds, 1),

@@ -12,11 +12,13 @@ Run: ``python recipes/run_all.py [--only GROUP ...] [--rerun]``
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -35,11 +37,8 @@ ORDER_FIRST = ("pretraining/rotation_pretext",)
 
 
 def recipe_files() -> list[Path]:
-    """Every runnable recipe: the catalog's, the schedules' and the zoo's (zoo models are reported by their cards)."""
-    files = [r.path for r in RECIPES] + sorted((HERE / "schedules").glob("*.yaml"))
-    key = {f"{p.parent.name}/{p.stem}": p for p in files}
-    first = [key[k] for k in ORDER_FIRST if k in key]
-    return first + [p for p in files if p not in first]
+    """Every recipe of the table: the catalog's and the schedules' (zoo models are reported by their cards)."""
+    return [r.path for r in RECIPES] + sorted((HERE / "schedules").glob("*.yaml"))
 
 
 def run_dir(path: Path) -> Path:
@@ -52,18 +51,54 @@ def stored(path: Path) -> Path:
     return HERE / "results" / path.parent.name / f"{path.stem}.json"
 
 
+def _max_epochs(path: Path) -> int:
+    return int(yaml.safe_load(path.read_text())["trainer"].get("max_epochs", 1000))
+
+
+EPOCH_CAP: int | None = None  # --epoch-cap: shorten long recipes (the results record the epochs actually run)
+
+
 def run(path: Path, smoke: bool) -> dict | None:
     args = [sys.executable, "-m", "lit_deep.cli", "fit", "--config", str(path), "--trainer.enable_progress_bar", "false"]
+    if EPOCH_CAP is not None and _max_epochs(path) > EPOCH_CAP and not smoke:
+        args += ["--trainer.max_epochs", str(EPOCH_CAP)]
     if smoke:
         args += ["--trainer.fast_dev_run", "true", "--trainer.default_root_dir", str(ROOT / "runs" / "smoke")]
     started = time.perf_counter()
-    done = subprocess.run(args, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
+    # One thread per process: on a shared 2-core machine, two single-threaded recipes finish sooner than two
+    # that each ask for both cores (oversubscription made training ~10x slower in our measurements).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{path.relative_to(ROOT)} failed:\n{done.stderr[-3000:]}")
     if smoke:
         return None
-    results = json.loads((run_dir(path) / "results.json").read_text())
+    results = collect(path)
+    assert results is not None
     results["process_seconds"] = round(time.perf_counter() - started, 1)
+    stored(path).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return results
+
+
+def _last_logged(folder: Path, keys: tuple[str, ...]) -> dict[str, float]:
+    logs = sorted(folder.glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    found: dict[str, float] = {}
+    if logs:
+        with open(logs[-1], newline="") as fh:
+            for row in csv.DictReader(fh):
+                found.update({k: float(row[k]) for k in keys if row.get(k)})
+    return found
+
+
+def collect(path: Path) -> dict | None:
+    """Store the results a finished run left in its run directory (``None`` if there are none)."""
+    source = run_dir(path) / "results.json"
+    if not source.exists():
+        return None
+    results = json.loads(source.read_text())
+    results["recipe_max_epochs"] = _max_epochs(path)
+    if "val_acc" not in results["metrics"]:  # runs before the CLI kept the fit's metrics: read the CSV log
+        results["metrics"].update(_last_logged(run_dir(path), ("val_acc", "val_nll", "train_acc")))
     quant = run_dir(path) / "quantization.json"
     if quant.exists():
         results["quantization"] = json.loads(quant.read_text())
@@ -91,6 +126,13 @@ def _extra(results: dict) -> str:
     return "; ".join(notes)
 
 
+def _epochs(results: dict) -> str:
+    planned = results.get("recipe_max_epochs")
+    if planned and planned != results["epochs"] and "EarlyStopping" not in json.dumps(results):
+        return f"{results['epochs']} (recipe: {planned})"
+    return str(results["epochs"])
+
+
 def table(paths: list[Path]) -> str:
     lines = [
         "| recipe | test acc % | val acc % | test NLL | epochs | fit wall time | book | notes |",
@@ -113,7 +155,7 @@ def table(paths: list[Path]) -> str:
         if "val_acc" not in m and "train_acc" in m:
             notes = f"pretext (rotation) accuracy, train {100 * m['train_acc']:.2f} %" + (f"; {notes}" if notes else "")
         lines.append(
-            f"| {name} | {test} | {val} | {nll} | {r['epochs']} | {r['fit_seconds'] / 60:.1f} min | {_book(path)} | {notes} |"
+            f"| {name} | {test} | {val} | {nll} | {_epochs(r)} | {r['fit_seconds'] / 60:.1f} min | {_book(path)} | {notes} |"
         )
     return "\n".join(lines)
 
@@ -136,22 +178,46 @@ def write_results(paths: list[Path]) -> Path:
     return out
 
 
+def _announce(func, path: Path, smoke: bool) -> None:  # noqa: ANN001
+    started = time.perf_counter()
+    try:
+        func(path, smoke)
+    except RuntimeError as err:
+        print(f"FAILED {err}", flush=True)
+        return
+    print(f"done {path.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="groups to run (default: all)")
     parser.add_argument("--rerun", action="store_true", help="run recipes whose results already exist")
     parser.add_argument("--smoke", action="store_true", help="fast_dev_run every recipe; write nothing")
     parser.add_argument("--table-only", action="store_true", help="only rewrite RESULTS.md from the results on disk")
+    parser.add_argument("--jobs", type=int, default=2, help="recipes run at once (one thread each)")
+    parser.add_argument("--epoch-cap", type=int, help="run at most this many epochs per recipe")
+    parser.add_argument("--collect", action="store_true", help="store results of runs finished outside run_all")
     args = parser.parse_args()
+    global EPOCH_CAP
+    EPOCH_CAP = args.epoch_cap
+    if args.collect:
+        for path in recipe_files():
+            stale = stored(path).exists() and "val_acc" not in json.loads(stored(path).read_text())["metrics"]
+            if (stale or not stored(path).exists()) and collect(path) is not None:
+                print(f"collected {path.relative_to(ROOT)}")
     paths = recipe_files()
     if not args.table_only:
-        for path in paths:
-            if args.only and path.parent.name not in args.only:
-                continue
-            if not args.smoke and not args.rerun and stored(path).exists():
-                continue
-            print(f"running {path.relative_to(ROOT)}", flush=True)
-            run(path, args.smoke)
+        todo = [
+            p
+            for p in paths
+            if (not args.only or p.parent.name in args.only) and (args.smoke or args.rerun or not stored(p).exists())
+        ]
+        first = [p for p in todo if f"{p.parent.name}/{p.stem}" in ORDER_FIRST]
+        for path in first:
+            _announce(run, path, args.smoke)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for future in [pool.submit(_announce, run, p, args.smoke) for p in todo if p not in first]:
+                future.result()
     if not args.smoke:
         print(f"wrote {write_results(paths)}")
 
