@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
@@ -64,7 +65,13 @@ class LitDeepCLI(LightningCLI):
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         fit_seconds = time.perf_counter() - self._fit_started
         fit_metrics = dict(self.trainer.callback_metrics)  # trainer.test replaces them
-        if config.get("test_after_fit", True) and not self.trainer.fast_dev_run and not self.trainer.interrupted:
+        testable = is_overridden("test_step", self.model)  # a pretext module has no test split to score
+        if (
+            config.get("test_after_fit", True)
+            and testable
+            and not self.trainer.fast_dev_run
+            and not self.trainer.interrupted
+        ):
             self.trainer.test(self.model, datamodule=self.datamodule)
         write_results(self.trainer, fit_seconds, {**fit_metrics, **self.trainer.callback_metrics})
 

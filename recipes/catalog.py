@@ -61,7 +61,10 @@ class Recipe:
             "seed_everything": 42,
             "trainer": trainer,
             "model": {"class_path": self.module_class, "init_args": init_args},
-            "data": {"class_path": "lit_deep.data.FashionMNISTDataModule", "init_args": {"batch_size": 32, **self.data}},
+            "data": {
+                "class_path": "lit_deep.data.FashionMNISTDataModule",
+                "init_args": {"batch_size": 32, **self.data},
+            },
         }
 
     def yaml(self) -> str:
@@ -97,7 +100,9 @@ def _early_stopping(patience: int = 5) -> dict[str, Any]:
 RECIPES: tuple[Recipe, ...] = (
     # --- initialisation (300-100 ReLU MLP, SGD 0.01, 5 epochs: only the hidden layers' init changes)
     Recipe("init", "glorot_uniform", "Glorot (Xavier) uniform init, Keras's default.", {"init": "glorot_uniform"}),
-    Recipe("init", "he_normal", "He normal init (truncated, Keras semantics), the match for ReLU.", {"init": "he_normal"}),
+    Recipe(
+        "init", "he_normal", "He normal init (truncated, Keras semantics), the match for ReLU.", {"init": "he_normal"}
+    ),
     Recipe("init", "lecun_normal", "LeCun normal init (variance 1/fan_in).", {"init": "lecun_normal"}),
     Recipe(
         "init",
@@ -107,9 +112,21 @@ RECIPES: tuple[Recipe, ...] = (
     ),
     # --- activations (300-100, SGD 0.01, 5 epochs, matching init chosen automatically)
     Recipe("activations", "relu", "ReLU with He init.", {"activation": "relu"}),
-    Recipe("activations", "leaky_relu", "Leaky ReLU, the book's slope 0.2 (PyTorch's default is 0.01).", {"activation": "leaky_relu"}),
-    Recipe("activations", "prelu", "PReLU: one learnt slope per neuron, initialised to 0 (Keras).", {"activation": "prelu"}),
-    Recipe("activations", "rrelu", "Randomised leaky ReLU (slopes drawn in [1/8, 1/3] while training).", {"activation": "rrelu"}),
+    Recipe(
+        "activations",
+        "leaky_relu",
+        "Leaky ReLU, the book's slope 0.2 (PyTorch's default is 0.01).",
+        {"activation": "leaky_relu"},
+    ),
+    Recipe(
+        "activations", "prelu", "PReLU: one learnt slope per neuron, initialised to 0 (Keras).", {"activation": "prelu"}
+    ),
+    Recipe(
+        "activations",
+        "rrelu",
+        "Randomised leaky ReLU (slopes drawn in [1/8, 1/3] while training).",
+        {"activation": "rrelu"},
+    ),
     Recipe("activations", "elu", "ELU (alpha 1) with He init.", {"activation": "elu"}),
     Recipe("activations", "selu", "SELU with LeCun init on standardised inputs (self-normalising).", SELU, data=STD),
     # --- depth: the book's 100-layer experiment (SGD 1e-3, 5 epochs)
@@ -161,15 +178,28 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe(
         "clipping",
         "clip_norm",
-        "Rescale the whole gradient to L2 norm <= 1 (Keras clipnorm=1.0 is per tensor; Lightning clips the global norm).",
+        "Rescale the whole gradient to L2 norm <= 1 (Keras clipnorm=1.0 is per tensor; Lightning clips the global\n"
+        "norm).",
         trainer={"gradient_clip_val": 1.0, "gradient_clip_algorithm": "norm"},
     ),
     # --- optimizers (300-100 ReLU, 5 epochs, the book's rates)
     Recipe("optimizers", "sgd", "Plain SGD, lr 0.01.", classifier={"optimizer": "sgd", "lr": 0.01}),
-    Recipe("optimizers", "momentum", "Momentum 0.9, lr 0.001 (the book's).", classifier={"optimizer": "momentum", "lr": 1e-3}),
-    Recipe("optimizers", "nesterov", "Nesterov momentum 0.9, lr 0.001.", classifier={"optimizer": "nesterov", "lr": 1e-3}),
+    Recipe(
+        "optimizers",
+        "momentum",
+        "Momentum 0.9, lr 0.001 (the book's).",
+        classifier={"optimizer": "momentum", "lr": 1e-3},
+    ),
+    Recipe(
+        "optimizers", "nesterov", "Nesterov momentum 0.9, lr 0.001.", classifier={"optimizer": "nesterov", "lr": 1e-3}
+    ),
     Recipe("optimizers", "adagrad", "AdaGrad, lr 0.001.", classifier={"optimizer": "adagrad", "lr": 1e-3}),
-    Recipe("optimizers", "rmsprop", "RMSProp, lr 0.001, rho 0.9 (PyTorch's alpha default is 0.99).", classifier={"optimizer": "rmsprop", "lr": 1e-3}),
+    Recipe(
+        "optimizers",
+        "rmsprop",
+        "RMSProp, lr 0.001, rho 0.9 (PyTorch's alpha default is 0.99).",
+        classifier={"optimizer": "rmsprop", "lr": 1e-3},
+    ),
     Recipe("optimizers", "adam", "Adam, lr 0.001, betas (0.9, 0.999).", classifier={"optimizer": "adam", "lr": 1e-3}),
     Recipe("optimizers", "adamax", "AdaMax, lr 0.001.", classifier={"optimizer": "adamax", "lr": 1e-3}),
     Recipe("optimizers", "nadam", "Nadam, lr 0.001.", classifier={"optimizer": "nadam", "lr": 1e-3}),
@@ -216,7 +246,9 @@ RECIPES: tuple[Recipe, ...] = (
         "Max-norm 1.0 on every hidden neuron's incoming weights after each optimizer step, ELU + He, Nadam.",
         {"activation": "elu"},
         NADAM,
-        callbacks=({"class_path": "lit_deep.callbacks.MaxNorm", "init_args": {"max_value": 1.0, "modules": "backbone"}},),
+        callbacks=(
+            {"class_path": "lit_deep.callbacks.MaxNorm", "init_args": {"max_value": 1.0, "modules": "backbone"}},
+        ),
     ),
     Recipe(
         "regularization",

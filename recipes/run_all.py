@@ -59,7 +59,16 @@ EPOCH_CAP: int | None = None  # --epoch-cap: shorten long recipes (the results r
 
 
 def run(path: Path, smoke: bool) -> dict | None:
-    args = [sys.executable, "-m", "lit_deep.cli", "fit", "--config", str(path), "--trainer.enable_progress_bar", "false"]
+    args = [
+        sys.executable,
+        "-m",
+        "lit_deep.cli",
+        "fit",
+        "--config",
+        str(path),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     if EPOCH_CAP is not None and _max_epochs(path) > EPOCH_CAP and not smoke:
         args += ["--trainer.max_epochs", str(EPOCH_CAP)]
     if smoke:
@@ -155,7 +164,8 @@ def table(paths: list[Path]) -> str:
         if "val_acc" not in m and "train_acc" in m:
             notes = f"pretext (rotation) accuracy, train {100 * m['train_acc']:.2f} %" + (f"; {notes}" if notes else "")
         lines.append(
-            f"| {name} | {test} | {val} | {nll} | {_epochs(r)} | {r['fit_seconds'] / 60:.1f} min | {_book(path)} | {notes} |"
+            f"| {name} | {test} | {val} | {nll} | {_epochs(r)} | {r['fit_seconds'] / 60:.1f} min "
+            f"| {_book(path)} | {notes} |"
         )
     return "\n".join(lines)
 

@@ -86,7 +86,8 @@ def plot_uncertain(
         ax.imshow(images[index].reshape(28, 28).numpy(), cmap="binary")
         top = int(probs[index].argmax())
         ax.set_title(
-            f"true: {class_names[int(labels[index])]}\n{class_names[top]} {probs[index, top]:.2f}+-{std[index, top]:.2f}",
+            f"true: {class_names[int(labels[index])]}\n"
+            f"{class_names[top]} {probs[index, top]:.2f}+-{std[index, top]:.2f}",
             fontsize=8,
         )
     fig.suptitle("Most uncertain test images (MC dropout)")

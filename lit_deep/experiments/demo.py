@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from lit_deep.data import CLASS_NAMES
 from lit_deep.experiments._plots import plot_curves, plot_lr, plot_uncertain
 from lit_deep.experiments.transfer import TransferConfig, TransferRun, metrics_table, run_transfer, summarize
 from lit_deep.uncertainty import reliability_diagram
 
 __all__ = ["main", "parser"]
+
+PLOTS = ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +44,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("out/demo"), help="folder for the logs, plots and report")
     p.add_argument("--source-model", default=defaults.source_model, help="zoo model whose backbone is reused")
     p.add_argument(
-        "--b-classes", type=int, nargs=2, default=list(defaults.b_classes), metavar=("NEG", "POS"),
+        "--b-classes",
+        type=int,
+        nargs=2,
+        default=list(defaults.b_classes),
+        metavar=("NEG", "POS"),
         help="task B's classes (default 5 6: sandal vs shirt; the newer edition uses 0 2 with 20 images)",
     )
     p.add_argument("--b-train-size", type=int, default=defaults.b_train_size, help="task B's training images")
@@ -59,9 +63,10 @@ def parser() -> argparse.ArgumentParser:
 
 def _uncertain_report(run: TransferRun, names: Sequence[str], top: int, output: Path) -> str:
     mc = run.mc["transfer"]
-    assert run.test_images is not None and run.test_labels is not None
+    assert run.test_images is not None
+    assert run.test_labels is not None
     order = mc.entropy.argsort(descending=True)[:top]
-    lines = [f"Most uncertain task-B test images (transfer model, MC dropout, predictive entropy in nats):"]
+    lines = ["Most uncertain task-B test images (transfer model, MC dropout, predictive entropy in nats):"]
     lines.append(f"{'index':>6} {'true':<8} " + " ".join(f"{n:>20}" for n in names) + f" {'entropy':>8}")
     for i in order.tolist():
         cells = " ".join(f"{mc.probs[i, c]:>11.3f} +- {mc.std[i, c]:.3f}" for c in range(len(names)))
@@ -108,12 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_curves(first.log_dirs, output / "curves.png")
     plot_lr(first.log_dirs, output / "learning_rate.png")
     assert first.test_labels is not None
-    reliability_diagram(first.mc["transfer"], first.test_labels, output / "reliability.png", title="Transfer, MC dropout")
+    reliability_diagram(
+        first.mc["transfer"], first.test_labels, output / "reliability.png", title="Transfer, MC dropout"
+    )
     seconds = time.perf_counter() - started
     report = (
         f"\nTask B: {names[0]} vs {names[1]}, {config.b_train_size} training images, "
         f"{len(first.test_labels)} test images; backbone from {config.source_model}\n\n{table}\n\n{uncertain}\n\n"
-        f"Plots: {', '.join(str(output / f) for f in ('curves.png', 'learning_rate.png', 'reliability.png', 'uncertain.png'))}\n"
+        f"Plots: {', '.join(str(output / f) for f in PLOTS)}\n"
         f"Wall time: {seconds:.0f} s\n"
     )
     print(report)

@@ -12,7 +12,6 @@ import copy
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -99,7 +98,9 @@ def build_models(source: BackboneHead, dropout: float, seed: int) -> dict[str, B
     return {"transfer": transfer, "scratch": scratch}
 
 
-def _trainer(config: TransferConfig, log_dir: Path, name: str, callbacks: list[pl.Callback], progress: bool) -> pl.Trainer:
+def _trainer(
+    config: TransferConfig, log_dir: Path, name: str, callbacks: list[pl.Callback], progress: bool
+) -> pl.Trainer:
     return pl.Trainer(
         accelerator="cpu",
         devices=1,
@@ -113,7 +114,9 @@ def _trainer(config: TransferConfig, log_dir: Path, name: str, callbacks: list[p
     )
 
 
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TransferConfig, seed: int) -> tuple[dict[str, float], MCPrediction]:
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TransferConfig, seed: int
+) -> tuple[dict[str, float], MCPrediction]:
     model.eval()
     det = calibration_report(deterministic_probs(model, x), y)
     mc = mc_predict(model, x, samples=config.mc_samples, seed=seed, enable_dropout=True)
@@ -165,7 +168,7 @@ def summarize(runs: list[TransferRun]) -> dict[str, dict[str, tuple[float, float
 
     Example::
 
-        >>> runs = [TransferRun(0, {"scratch": {"mc_accuracy": 0.9}}), TransferRun(1, {"scratch": {"mc_accuracy": 0.8}})]
+        >>> runs = [TransferRun(s, {"scratch": {"mc_accuracy": a}}) for s, a in ((0, 0.9), (1, 0.8))]
         >>> mean, std = summarize(runs)["scratch"]["mc_accuracy"]
         >>> round(mean, 2), round(std, 4)
         (0.85, 0.0707)

@@ -98,7 +98,9 @@ class RotationPretext(pl.LightningModule):
         loss = F.cross_entropy(logits, k.to(logits.device))
         acc = getattr(self, f"{stage}_acc")
         acc.update(logits.argmax(-1), k.to(logits.device))
-        self.log(f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=stage == "val")
+        self.log(
+            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=stage == "val"
+        )
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

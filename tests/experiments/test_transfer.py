@@ -51,7 +51,9 @@ def test_run_transfer_trains_both_models(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_demo_writes_its_report_and_plots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = demo_main(["--epochs", "2", "--unfreeze-at", "1", "--mc-samples", "5", "--no-progress", "--output", str(tmp_path)])
+    code = demo_main(
+        ["--epochs", "2", "--unfreeze-at", "1", "--mc-samples", "5", "--no-progress", "--output", str(tmp_path)]
+    )
     assert code == 0
     for name in ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png", "report.txt"):
         assert (tmp_path / name).stat().st_size > 0

@@ -47,7 +47,9 @@ def rotation_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_recipe_runs_one_batch(path: Path, tmp_path: Path, rotation_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recipe_runs_one_batch(
+    path: Path, tmp_path: Path, rotation_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sys, "argv", ["lit-deep"])  # LightningCLI warns when pytest's own arguments are there
     monkeypatch.chdir(tmp_path)
