@@ -69,7 +69,7 @@ class LitDeepCLI(LightningCLI):
         if (
             config.get("test_after_fit", True)
             and testable
-            and not self.trainer.fast_dev_run
+            and not getattr(self.trainer, "fast_dev_run", False)  # set by a connector: invisible to mypy
             and not self.trainer.interrupted
         ):
             self.trainer.test(self.model, datamodule=self.datamodule)

@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"--seeds: must be at least 1, got {args.seeds}")
     config = TransferConfig(
         source_model=args.source_model,
-        b_classes=tuple(args.b_classes),  # type: ignore[arg-type]
+        b_classes=(args.b_classes[0], args.b_classes[1]),
         b_train_size=args.b_train_size,
         epochs=args.epochs,
         unfreeze_at_epoch=args.unfreeze_at,

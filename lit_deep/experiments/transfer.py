@@ -91,7 +91,7 @@ def build_models(source: BackboneHead, dropout: float, seed: int) -> dict[str, B
     generator = torch.Generator().manual_seed(seed)
     transfer = replace_head(source, 1, generator)
     if dropout > 0:
-        transfer.backbone.append(nn.AlphaDropout(dropout))
+        transfer.backbone = nn.Sequential(*transfer.backbone.children(), nn.AlphaDropout(dropout))
     transfer.train()  # zoo models come in eval mode
     scratch = copy.deepcopy(transfer)  # same preprocessing and the same initial head as the transfer model
     init_weights(scratch.backbone, "lecun_normal", generator)
@@ -158,7 +158,8 @@ def run_transfer(
         log_dir = Path(output) / f"seed{seed}"
         trainer = _trainer(config, log_dir, name, callbacks, progress)
         trainer.fit(classifier, datamodule=data)
-        run.log_dirs[name] = Path(trainer.logger.log_dir) if trainer.logger else log_dir
+        logged = trainer.logger.log_dir if trainer.logger else None
+        run.log_dirs[name] = Path(logged) if logged else log_dir
         run.metrics[name], run.mc[name] = _evaluate(classifier.model, run.test_images, run.test_labels, config, seed)
     return run
 

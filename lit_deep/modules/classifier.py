@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -10,16 +9,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups, penalised_weights
 from lit_deep.modules._spec import build_model, model_spec
+from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
+from lit_deep.uncertainty._lightning import MCPredictor
+from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = ["Classifier", "ScheduleFactory"]
 
-#: A callable that turns the optimizer into a learning-rate scheduler (the LightningCLI form of a schedule).
-ScheduleFactory = Callable[[Optimizer], Any]
 _STAGES = ("train", "val", "test")
 
 
@@ -54,10 +54,16 @@ class Classifier(pl.LightningModule):
         lr: learning rate.
         l1: l1 penalty factor.
         l2: l2 penalty factor.
-        weight_decay: decoupled weight decay (biases and 1-D parameters excluded).
+        weight_decay: weight decay applied by the optimizer (biases and 1-D parameters excluded): decoupled for
+            ``adam``, ``nadam``, ``adamw``; PyTorch's coupled form (an l2 gradient term) for the others.
         schedule: a callable ``optimizer -> scheduler`` (see :mod:`lit_deep.schedules`).
         optimizer_kwargs: extra optimizer arguments.
         class_names: names of the classes, for reports.
+        mc_samples: with ``T > 0``, ``trainer.predict`` returns Monte-Carlo dropout predictions
+            (:class:`~lit_deep.uncertainty.MCPrediction`, ``T`` samples, ordinary dropout switched back on after
+            Lightning's ``eval()``): ``[MCPrediction]`` per dataloader, in dataset order, gathered on rank 0
+            under DDP (see :mod:`lit_deep.uncertainty._lightning`).
+        mc_seed: seed of the MC masks (per image, so DDP and single-process results agree); ``None`` draws one.
 
     Example::
 
@@ -79,6 +85,8 @@ class Classifier(pl.LightningModule):
         schedule: ScheduleFactory | None = None,
         optimizer_kwargs: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        mc_samples: int = 0,
+        mc_seed: int | None = None,
     ) -> None:
         super().__init__()
         if not lr > 0:
@@ -103,7 +111,12 @@ class Classifier(pl.LightningModule):
         self.weight_decay = weight_decay
         self.schedule = schedule
         self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.param_group_splits: dict[str, list[str]] = {}
         self.class_names = class_names
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
+            raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
+        self.mc_samples = mc_samples
+        self.mc_predictor = MCPredictor(mc_samples, mc_seed) if mc_samples else None
         outputs = _num_outputs(self.model)
         self.num_outputs = outputs if outputs is not None else 0
         self.binary = self.num_outputs == 1
@@ -116,6 +129,45 @@ class Classifier(pl.LightningModule):
             )
             setattr(self, f"{stage}_acc", acc)
             setattr(self, f"{stage}_nll", MeanMetric())
+
+    @classmethod
+    def from_zoo(
+        cls,
+        name: str,
+        num_classes: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> Classifier:
+        """A Classifier around a pretrained zoo model (see :func:`lit_deep.zoo.load`).
+
+        With ``num_classes`` the backbone is a copy of the pretrained one and the head is new (transfer
+        learning); without it the pretrained head and its class names are kept. The model takes raw [0, 1]
+        images (its preprocessing is built in): use ``FashionMNISTDataModule(standardize=False)``. It is put in
+        train mode (``zoo.load`` returns eval mode, and Lightning keeps the mode a module arrives in).
+
+        Args:
+            name: a zoo name (``lit-deep zoo list``).
+            num_classes: outputs of a fresh head; ``None`` keeps the pretrained head.
+            revision: Hub revision (default the registry's pinned one).
+            cache_dir: Hub cache folder (default huggingface_hub's).
+            **kwargs: the other Classifier arguments (optimizer, lr, ...).
+
+        Example::
+
+            >>> try:
+            ...     Classifier.from_zoo("mlp.fmnst")
+            ... except ValueError as err:
+            ...     print(str(err).split(" or ")[0])
+            name: no zoo model 'mlp.fmnst'; did you mean 'mlp.fmnist'
+        """
+        from lit_deep import zoo
+
+        # zoo.load returns eval mode (for inference); Lightning keeps a module's mode, so switch it back for training.
+        model = zoo.load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
+        if num_classes is None and "class_names" not in kwargs:
+            kwargs["class_names"] = list(zoo.get_entry(name).class_names)
+        return cls(model, **kwargs)
 
     # ----------------------------------------------------------------- forward and loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,21 +235,59 @@ class Classifier(pl.LightningModule):
         penalty = self.penalty()
         penalty_value = float(penalty.detach()) if isinstance(penalty, torch.Tensor) else penalty
         # val_nll.compute() is already reduced over ranks; sync_dist averages identical values (no-op, no warning).
-        self.log("val_loss", self.val_nll.compute() + penalty_value, prog_bar=True, sync_dist=True)
+        val_nll: MeanMetric = self.val_nll  # type: ignore[assignment]  # set with setattr in __init__
+        self.log("val_loss", val_nll.compute() + penalty_value, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """Update the test metrics."""
-        self._shared_step(batch, "test")
+        """Update the test metrics; with ``mc_samples`` they score the MC-dropout mean prediction.
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)``."""
+        With ``mc_samples = T > 0`` the test accuracy and NLL are those of the mean of ``T`` stochastic passes
+        (:func:`~lit_deep.uncertainty.mc_predict`, ordinary dropout switched on), the prediction MC dropout
+        is for; masks are seeded by ``mc_seed`` and the image's position in the test loader.
+        """
+        if self.mc_samples == 0:
+            self._shared_step(batch, "test")
+            return
+        from lit_deep.uncertainty import mc_predict
+
+        x, y = batch
+        start = batch_idx * x.shape[0]
+        indices = torch.arange(start, start + x.shape[0])
+        seed = self.hparams.get("mc_seed") or 0
+        probs = mc_predict(self.model, x, self.mc_samples, seed=seed, enable_dropout=True, indices=indices).probs
+        nll = -probs.gather(1, y[:, None]).clamp_min(1e-12).log().squeeze(1)
+        acc: Metric = self.test_acc  # type: ignore[assignment]  # set with setattr in __init__
+        mean_nll: Metric = self.test_nll  # type: ignore[assignment]
+        acc.update(probs.argmax(dim=-1), y)
+        mean_nll.update(nll)
+        self.log("test_acc", acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        self.log("test_nll", mean_nll, on_step=False, on_epoch=True, batch_size=y.shape[0])
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | MCPrediction:
+        """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)``; an ``MCPrediction`` if ``mc_samples``."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if self.mc_predictor is not None:
+            return self.mc_predictor.step(self.model, x, batch_idx, dataloader_idx)
         return self.probabilities(self(x))
+
+    def on_predict_start(self) -> None:
+        """MC prediction: read the predict batches' dataset indices and settle the seed."""
+        if self.mc_predictor is not None:
+            self.mc_predictor.start(self.trainer)
+
+    def on_predict_epoch_end(self) -> None:
+        """MC prediction: gather the results on rank 0 in dataset order (what ``trainer.predict`` returns)."""
+        if self.mc_predictor is not None:
+            self.mc_predictor.finish(self)
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
-        """The optimizer's named parameter groups (``head``, ``backbone``, ``other``; see ``param_groups``)."""
-        return param_groups(self.model, self.weight_decay)
+        """The optimizer's named parameter groups (``head``, ``backbone``, ``other``; see ``param_groups``).
+
+        ``self.param_group_splits`` (``{group name: parameter names of .model}``) adds groups; callbacks such as
+        ``FreezeUnfreeze`` fill it in their ``setup``, which Lightning runs before ``configure_optimizers``.
+        """
+        return param_groups(self.model, self.weight_decay, self.param_group_splits)
 
     def configure_optimizers(self) -> Any:
         """The optimizer over named parameter groups, with the schedule's Lightning config when one is set."""
@@ -210,10 +300,12 @@ class Classifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler_config}
 
     def scheduler_config(self, optimizer: Optimizer) -> dict[str, Any] | None:
-        """The Lightning ``lr_scheduler`` config for ``self.schedule`` (``None`` without a schedule)."""
+        """The Lightning ``lr_scheduler`` config for ``self.schedule`` (``None`` without a schedule).
+
+        See :func:`lit_deep.schedules.lightning_scheduler_config`: ``interval`` is ``"step"`` for 1cycle,
+        the decays' own (``"epoch"`` unless configured), and ``ReduceLROnPlateau`` monitors ``val_loss``.
+        """
         if self.schedule is None:
             return None
-        scheduler = self.schedule(optimizer)
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            return {"scheduler": scheduler, "interval": "epoch", "monitor": "val_loss"}
-        return {"scheduler": scheduler, "interval": getattr(scheduler, "interval", "epoch")}
+        # A schedule built with total_steps=None (1cycle) runs for trainer.estimated_stepping_batches steps.
+        return lightning_scheduler_config(self.schedule, optimizer, total_steps=lambda: trainer_total_steps(self))

@@ -59,7 +59,9 @@ class Pretrained(BackboneHead):
         if reinitialize:
             init_weights(model.backbone, "lecun_normal" if selu else "he_normal")
         if dropout > 0:
-            model.backbone.append(nn.AlphaDropout(dropout) if selu else nn.Dropout(dropout))
+            model.backbone = nn.Sequential(
+                *model.backbone.children(), nn.AlphaDropout(dropout) if selu else nn.Dropout(dropout)
+            )
         spec = model.spec()  # computed now: a plain dict, not a second registered copy of the modules
         super().__init__(model.backbone, model.head, model.feature_dim)
         self._spec = spec

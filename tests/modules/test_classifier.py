@@ -269,3 +269,18 @@ def test_300_100_mlp_one_epoch_on_real_data(tmp_path, monkeypatch, one_thread):
     result = trainer.test(clf, dm, verbose=False)[0]
     print(f"300-100 MLP, 1 epoch of Nadam: test_acc={result['test_acc']:.4f}")
     assert result["test_acc"] > 0.80
+
+
+def test_mc_samples_make_the_test_score_the_mc_mean(tmp_path) -> None:
+
+    from lit_deep.uncertainty import mc_predict
+
+    torch.manual_seed(0)
+    x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=40)
+    clf = Classifier(MLP(hidden=(16,), dropout=0.3, dropout_kind="mc", seed=0), mc_samples=8, mc_seed=3)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    result = trainer.test(clf, loader, verbose=False)[0]
+    expected = mc_predict(clf.model, x, 8, seed=3, enable_dropout=True, indices=torch.arange(40)).probs
+    assert result["test_acc"] == pytest.approx(float((expected.argmax(1) == y).float().mean()))
+    assert result["test_nll"] == pytest.approx(float(-expected[torch.arange(40), y].log().mean()), rel=1e-5)

@@ -1,0 +1,157 @@
+"""The AutoencoderModule LightningModule: train an autoencoder on reconstruction, without labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups
+from lit_deep.modules._spec import build_model, model_spec
+from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
+
+__all__ = ["RECONSTRUCTION_LOSSES", "AutoencoderModule"]
+
+RECONSTRUCTION_LOSSES = ("mse", "bce")
+_STAGES = ("train", "val", "test")
+
+
+class AutoencoderModule(pl.LightningModule):
+    """Train a model to reproduce its inputs (unsupervised pretraining); labels in the batches are ignored.
+
+    The loss is the mean squared error between reconstruction and input (``"mse"``, the book's 3rd edition)
+    or the binary cross-entropy (``"bce"``, for sigmoid outputs and inputs in [0, 1], the 2nd edition). Both
+    are averaged over pixels and images and logged as ``train_loss``, ``val_loss`` and ``test_loss``; the mean
+    squared error is also logged as ``*_mse`` whatever the loss. Under DDP the torchmetrics means count every
+    image once.
+
+    Shapes: batches ``(x, y)`` or ``x`` with ``x`` ``[B, *input_shape]``; ``predict_step`` returns the
+    reconstructions ``[B, *input_shape]``.
+
+    Args:
+        model: the autoencoder (e.g. :class:`~lit_deep.models.Autoencoder`), or a ``{"class_path", "init_args"}``
+            spec (what checkpoints store).
+        optimizer: an optimizer name of :data:`~lit_deep.modules._optim.OPTIMIZERS` or a class path.
+        lr: learning rate.
+        weight_decay: decoupled weight decay (biases and 1-D parameters excluded).
+        schedule: a callable ``optimizer -> scheduler`` (see :mod:`lit_deep.schedules`).
+        optimizer_kwargs: extra optimizer arguments.
+        loss: ``"mse"`` or ``"bce"``.
+
+    Example::
+
+        >>> from lit_deep.models import Autoencoder
+        >>> module = AutoencoderModule(Autoencoder(hidden=(16, 4), seed=0), loss="bce")
+        >>> x = torch.rand(3, 1, 28, 28)
+        >>> with torch.no_grad():
+        ...     recon = module(x)
+        ...     loss = module.reconstruction_loss(recon, x).mean()
+        >>> tuple(recon.shape), bool(torch.isclose(loss, F.binary_cross_entropy(recon, x)))
+        ((3, 1, 28, 28), True)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | dict[str, Any],
+        optimizer: str = "nadam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        schedule: ScheduleFactory | None = None,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        loss: str = "mse",
+    ) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"lr: must be positive, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay: must be non-negative, got {weight_decay}")
+        if optimizer not in OPTIMIZERS and "." not in optimizer:
+            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {optimizer!r}")
+        if loss not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"loss: expected one of {RECONSTRUCTION_LOSSES}, got {loss!r}")
+        self.model = build_model(model) if isinstance(model, dict) else model
+        if not isinstance(self.model, nn.Module):
+            raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
+        self.save_hyperparameters(ignore=["model", "schedule"])
+        spec = model_spec(self.model)
+        if spec is not None:
+            self.hparams["model"] = spec
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.loss_name = loss
+        for stage in _STAGES:
+            setattr(self, f"{stage}_mse", MeanMetric())
+            setattr(self, f"{stage}_recon", MeanMetric())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of ``x``."""
+        return self.model(x)
+
+    def reconstruction_loss(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-image loss ``[B]``: the pixel mean of the squared error or of the binary cross-entropy.
+
+        Example::
+
+            >>> module = AutoencoderModule(nn.Identity())
+            >>> module.reconstruction_loss(torch.zeros(2, 4), torch.ones(2, 4)).tolist()
+            [1.0, 1.0]
+        """
+        if self.loss_name == "bce":
+            per_pixel = F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), x.clamp(0, 1), reduction="none")
+        else:
+            per_pixel = (recon - x).pow(2)
+        return per_pixel.flatten(1).mean(dim=1)
+
+    def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        recon = self(x)
+        per_image = self.reconstruction_loss(recon, x)
+        mse, loss_metric = getattr(self, f"{stage}_mse"), getattr(self, f"{stage}_recon")
+        mse.update((recon.detach() - x).pow(2).flatten(1).mean(dim=1))
+        loss_metric.update(per_image.detach())
+        batch_size = x.shape[0]
+        self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=batch_size)
+        if stage != "train":
+            self.log(f"{stage}_loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        return per_image.mean()
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """One training step: the mean reconstruction loss."""
+        loss = self._shared_step(batch, "train")
+        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Update the validation metrics."""
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Update the test metrics."""
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Reconstructions of a batch ``x`` or ``(x, y)``."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x)
+
+    def configure_optimizers(self) -> Any:
+        """The optimizer over named parameter groups, with the schedule's Lightning config when one is set."""
+        optimizer = build_optimizer(
+            self.optimizer_name,
+            param_groups(self.model, self.weight_decay),
+            self.lr,
+            self.weight_decay,
+            **self.optimizer_kwargs,
+        )
+        if self.schedule is None:
+            return optimizer
+        # 1cycle built with total_steps=None runs for trainer.estimated_stepping_batches steps (as in Classifier).
+        config = lightning_scheduler_config(self.schedule, optimizer, total_steps=lambda: trainer_total_steps(self))
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,0 +1,162 @@
+"""MC dropout in ``trainer.predict``: per-image seeding by dataset index, and the gather on rank 0.
+
+Used by :class:`~lit_deep.Classifier` when ``mc_samples > 0``. At ``on_predict_start`` the dataset indices
+of every predict batch are read from the dataloader's (batch) sampler, which iterates in a fixed order for
+prediction; each batch is predicted with :func:`~lit_deep.uncertainty.mc_predict` and those indices, so an
+image's masks do not depend on the rank that predicts it. At ``on_predict_epoch_end`` the ranks' results
+are gathered on rank 0, sorted by dataset index and deduplicated (a padding sampler repeats images), and
+``trainer.predict`` returns ``[MCPrediction]`` per dataloader on rank 0 (``[]`` on the other ranks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset
+
+from lit_deep.uncertainty.predict import mc_predict
+from lit_deep.uncertainty.prediction import MCPrediction
+
+__all__ = ["MCPredictor", "index_batches"]
+
+
+def _as_indices(item: Any) -> torch.Tensor:
+    if isinstance(item, slice):
+        return torch.arange(item.start or 0, item.stop, item.step or 1)
+    if isinstance(item, torch.Tensor):
+        return item.reshape(-1).long()
+    if isinstance(item, int):
+        return torch.tensor([item])
+    return torch.as_tensor(list(item), dtype=torch.int64)
+
+
+def index_batches(loader: object) -> list[torch.Tensor] | None:
+    """The dataset indices of each batch ``loader`` yields, or ``None`` if its sampler does not say.
+
+    Example::
+
+        >>> from lit_deep.data import BatchSampler, TensorBatches
+        >>> data = TensorBatches(torch.zeros(5, 1), torch.zeros(5, dtype=torch.long))
+        >>> loader = DataLoader(data, sampler=BatchSampler(5, 2, num_replicas=2, rank=1), batch_size=None)
+        >>> [b.tolist() for b in index_batches(loader)]
+        [[3, 4]]
+    """
+    if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
+        return None
+    source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
+    return [_as_indices(item) for item in source]
+
+
+def _loaders(trainer: pl.Trainer) -> list[object]:
+    loaders = trainer.predict_dataloaders
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
+def _all_gather(module: pl.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
+    gathered = module.all_gather(tensor)
+    assert isinstance(gathered, torch.Tensor)
+    return gathered.cpu()
+
+
+class MCPredictor:
+    """The state of one MC-dropout ``trainer.predict`` run (see the module docs).
+
+    Args:
+        samples: ``T`` per image.
+        seed: seed of the masks; ``None`` draws one on rank 0 and broadcasts it.
+        batch_size: images per chunk inside :func:`~lit_deep.uncertainty.mc_predict`.
+
+    Example::
+
+        >>> MCPredictor(10, seed=0).samples
+        10
+    """
+
+    def __init__(self, samples: int, seed: int | None = None, batch_size: int = 256) -> None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"mc_samples: must be a positive integer, got {samples!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"mc_seed: must be None or a non-negative integer, got {seed!r}")
+        self.samples = samples
+        self.seed = seed
+        self.batch_size = batch_size
+        self.results: list[MCPrediction | None] = []
+        self._seed = 0
+        self._batches: list[list[torch.Tensor] | None] = []
+        self._parts: list[list[tuple[torch.Tensor, MCPrediction]]] = []
+        self._seen: list[int] = []
+
+    def start(self, trainer: pl.Trainer) -> None:
+        """Read the batches' dataset indices and settle the seed (call at ``on_predict_start``)."""
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
+        self._seed = int(trainer.strategy.broadcast(seed, src=0))
+        self._batches = [index_batches(loader) for loader in _loaders(trainer)]
+        if trainer.world_size > 1 and any(b is None for b in self._batches):
+            raise ValueError(
+                "mc_samples: under DDP the predict dataloaders must be DataLoaders over map-style datasets "
+                "whose sampler gives each image's dataset index (e.g. FashionMNISTDataModule's)"
+            )
+        self._parts = [[] for _ in self._batches]
+        self._seen = [0 for _ in self._batches]
+        self.results = []
+
+    def step(self, model: nn.Module, x: torch.Tensor, batch_idx: int, dataloader_idx: int = 0) -> MCPrediction:
+        """MC prediction of one batch, seeded by the images' dataset indices."""
+        batches = self._batches[dataloader_idx]
+        if batches is None:
+            indices = torch.arange(self._seen[dataloader_idx], self._seen[dataloader_idx] + x.shape[0])
+        else:
+            indices = batches[batch_idx]
+            if indices.numel() != x.shape[0]:
+                raise ValueError(
+                    f"mc_samples: batch {batch_idx} has {x.shape[0]} images, its sampler said {indices.numel()}"
+                )
+        self._seen[dataloader_idx] += x.shape[0]
+        pred = mc_predict(
+            model, x, self.samples, seed=self._seed, batch_size=self.batch_size, enable_dropout=True, indices=indices
+        )
+        self._parts[dataloader_idx].append((indices, pred))
+        return pred
+
+    def finish(self, module: pl.LightningModule) -> list[MCPrediction | None]:
+        """Gather every dataloader's predictions on rank 0 and hand them to ``trainer.predict``."""
+        self.results = [self._gather(module, parts) for parts in self._parts]
+        loop = module.trainer.predict_loop
+        if loop.return_predictions:
+            stored = loop.predictions
+            lists = [stored] if loop.num_dataloaders == 1 else stored
+            for target, result in zip(lists, self.results, strict=False):
+                target[:] = [] if result is None else [result]
+        return self.results
+
+    @staticmethod
+    def _gather(module: pl.LightningModule, parts: list[tuple[torch.Tensor, MCPrediction]]) -> MCPrediction | None:
+        classes = parts[0][1].num_classes if parts else 0
+        dtype = parts[0][1].probs.dtype if parts else torch.float32
+        indices = torch.cat([i for i, _ in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+        packed = torch.cat([p.pack() for _, p in parts]) if parts else torch.zeros(0, 0, dtype=torch.float64)
+        trainer = module.trainer
+        if trainer.world_size > 1:
+            sizes = _all_gather(module, torch.tensor([indices.numel(), classes])).reshape(-1, 2)
+            rows, classes = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+            width = 2 * classes + 4
+            padded_idx = torch.full((rows,), -1, dtype=torch.int64)
+            padded_idx[: indices.numel()] = indices
+            padded = torch.zeros(rows, width, dtype=torch.float64)
+            padded[: packed.shape[0], : packed.shape[1]] = packed
+            all_idx = _all_gather(module, padded_idx).reshape(-1)
+            all_packed = _all_gather(module, padded).reshape(-1, width)
+            valid = all_idx >= 0
+            indices, packed = all_idx[valid], all_packed[valid]
+        if not trainer.is_global_zero or indices.numel() == 0:
+            return None
+        order = torch.sort(indices, stable=True).indices
+        indices, packed = indices[order], packed[order]
+        first = torch.ones_like(indices, dtype=torch.bool)
+        first[1:] = indices[1:] != indices[:-1]
+        return MCPrediction.unpack(packed[first], classes, dtype)

@@ -1,0 +1,203 @@
+"""``mc_predict``: Monte-Carlo dropout prediction with uncertainty, fast and reproducible."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lit_deep.uncertainty._accumulate import SampleStats, to_probs
+from lit_deep.uncertainty._fast_path import Plan, make_plan
+from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
+from lit_deep.uncertainty._masks import IMAGE_BLOCK, MaskSampler
+from lit_deep.uncertainty.prediction import MCPrediction
+
+__all__ = ["DEFAULT_MAX_ELEMENTS", "mc_predict"]
+
+#: Default memory bound: elements of the repeated tensor entering the stochastic part (2**24 floats = 64 MiB).
+#: Smaller chunks stay in cache but make more calls, which costs more on a busy multi-threaded CPU.
+DEFAULT_MAX_ELEMENTS = 1 << 24
+
+
+def _check_args(samples: int, seed: int | None, batch_size: int, max_elements: int) -> None:
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed: must be None or a non-negative integer, got {seed!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+    if max_elements < 1:
+        raise ValueError(f"max_elements: must be at least 1, got {max_elements}")
+
+
+def _check_inputs(x: object) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"inputs: expected a tensor or a DataLoader, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"inputs: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"inputs: expected a non-empty [N, ...] batch, got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"inputs: contain {int((~torch.isfinite(x)).sum())} NaN or infinite values")
+    return x
+
+
+def _chunks(indices: torch.Tensor, chunk: int) -> Iterator[slice]:
+    """Row ranges of at most ``chunk`` images; for consecutive indices, cut at multiples of ``chunk``."""
+    n = indices.numel()
+    first = int(indices[0])
+    aligned = torch.equal(indices, torch.arange(first, first + n)) and chunk % IMAGE_BLOCK == 0
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + chunk - ((first + lo) % chunk if aligned else 0))
+        yield slice(lo, hi)
+        lo = hi
+
+
+def _run_tensor(
+    plan: Plan,
+    sampler: MaskSampler,
+    x: torch.Tensor,
+    indices: torch.Tensor,
+    samples: int,
+    batch_size: int,
+    max_elements: int,
+    keep_samples: bool,
+) -> MCPrediction:
+    per_image = plan.head(x[:1]).numel()
+    # Images per chunk: whole blocks where possible, so that blocks are never drawn twice.
+    chunk = min(batch_size, max(1, max_elements // per_image))
+    chunk = max(IMAGE_BLOCK, chunk - chunk % IMAGE_BLOCK) if chunk >= IMAGE_BLOCK else chunk
+    parts: list[MCPrediction] = []
+    for rows in _chunks(indices, chunk):
+        h = plan.head(x[rows])
+        images = h.shape[0]
+        step = max(1, min(samples, max_elements // (images * per_image)))
+        sampler.begin_chunk(indices[rows])
+        stats: SampleStats | None = None
+        pending: list[torch.Tensor] = []
+        kept: list[torch.Tensor] = []
+        for start in range(0, samples, step):
+            count = min(step, samples - start)
+            sampler.begin_samples(count)
+            probs = to_probs(plan.tail(h, count)).view(count, images, -1).cpu()
+            if stats is None:
+                stats = SampleStats(images, probs.shape[-1], probs.dtype)
+            pending.append(probs)
+            kept += [probs] if keep_samples else []
+            # Few, large updates: each statistic is one call over all pending samples (small next to activations).
+            if start + count == samples or sum(p.numel() for p in pending) * 4 >= max_elements:
+                stats.update(torch.cat(pending))
+                pending = []
+        assert stats is not None
+        parts.append(MCPrediction(**{**vars(stats.result()), "samples": torch.cat(kept) if keep_samples else None}))
+    return MCPrediction.cat(parts)
+
+
+def mc_predict(
+    model: nn.Module,
+    inputs: torch.Tensor | DataLoader,
+    samples: int = 100,
+    seed: int | None = None,
+    batch_size: int = 1024,
+    enable_dropout: bool = False,
+    return_samples: bool = False,
+    indices: torch.Tensor | None = None,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+) -> MCPrediction:
+    """Monte-Carlo dropout prediction: ``samples`` stochastic passes, their mean, spread and uncertainty.
+
+    Shapes: inputs ``[N, ...]`` (or a DataLoader of ``x`` or ``(x, y, ...)`` batches); the model returns logits
+    ``[N, C]`` (softmax) or ``[N]`` / ``[N, 1]`` (binary, sigmoid, reported as two classes ``[1 - p, p]``).
+    See :class:`MCPrediction` for the fields; entropies are in nats.
+
+    **Modes.** Everything runs in eval mode (BatchNorm uses its running statistics), except dropout: the
+    always-on :class:`~lit_deep.nn.MCDropout` / :class:`~lit_deep.nn.MCAlphaDropout`, and with
+    ``enable_dropout=True`` also ``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout`` and
+    ``FeatureAlphaDropout`` (switched to train mode for the call). Every module's mode is restored afterwards,
+    also when the call raises.
+
+    **Speed.** For ``nn.Sequential`` models (the library's MLP and CNN) the layers before the first dropout
+    layer run once per input and only the rest runs ``samples`` times; other models run whole on the input
+    repeated per sample. Work is chunked so that the repeated tensor entering the stochastic part holds at most
+    ``max_elements`` elements (at least one image and one sample at a time). Masks cost a quarter of a random
+    number per unit; the dropout rate is quantised to ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
+
+    **Seeding.** Each image's masks depend only on ``(seed, dropout call, dataset index, sample)``
+    (:mod:`lit_deep.uncertainty._masks`): equal seeds give identical results, whatever ``batch_size``,
+    ``max_elements``, DataLoader batching, or how the data is split across DDP ranks (pass ``indices``).
+    ``seed=None`` draws a seed from PyTorch's global generator (so ``torch.manual_seed`` makes it repeatable).
+
+    Args:
+        model: a network with at least one stochastic dropout layer (see Modes).
+        inputs: a float tensor ``[N, ...]`` or a DataLoader.
+        samples: ``T``, the number of stochastic passes (>= 1).
+        seed: the seed of the masks.
+        batch_size: images per chunk (upper bound).
+        enable_dropout: also switch on PyTorch's ordinary dropout layers.
+        return_samples: keep the per-sample probabilities ``[T, N, C]`` in ``samples``.
+        indices: the dataset index of each input (int64 ``[N]``, default ``0..N-1``; DataLoader batches are
+            numbered consecutively from 0).
+        max_elements: the memory bound described above.
+
+    Returns:
+        The :class:`MCPrediction`.
+
+    Raises:
+        ValueError: for a model without stochastic dropout layers, ``samples < 1``, NaN or infinite inputs,
+            inputs the model rejects, or inconsistent ``indices``.
+
+    Example::
+
+        >>> from lit_deep.models import MLP
+        >>> net = MLP(input_shape=(4,), hidden=(8,), num_classes=3, dropout=0.5, seed=0)
+        >>> x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+        >>> pred = mc_predict(net, x, samples=50, seed=1, enable_dropout=True)
+        >>> tuple(pred.probs.shape), torch.allclose(pred.probs.sum(1), torch.ones(5))
+        ((5, 3), True)
+        >>> torch.equal(mc_predict(net, x, samples=50, seed=1, enable_dropout=True).probs, pred.probs)
+        True
+    """
+    _check_args(samples, seed, batch_size, max_elements)
+    layers = stochastic_layers(model, enable_dropout)
+    if not layers:
+        hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers)"
+        raise ValueError(f"model: {type(model).__name__} has no stochastic dropout layer with p > 0{hint}")
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()))
+    sampler = MaskSampler(seed)
+    batches: Iterable[Any]
+    if isinstance(inputs, DataLoader):
+        if indices is not None:
+            raise ValueError("indices: not supported with a DataLoader (its batches are numbered from 0)")
+        batches = ((b[0] if isinstance(b, (tuple, list)) else b) for b in inputs)
+    else:
+        batches = [inputs]
+    parts, seen = [], 0
+    with mc_mode(model, layers, enable_dropout, sampler), torch.no_grad():
+        plan = make_plan(model, layers)
+        for batch in batches:
+            x = _check_inputs(batch)
+            idx = _batch_indices(indices, seen, x.shape[0])
+            seen += x.shape[0]
+            try:
+                parts.append(_run_tensor(plan, sampler, x, idx, samples, batch_size, max_elements, return_samples))
+            except RuntimeError as err:
+                raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
+    if not parts:
+        raise ValueError("inputs: the DataLoader yielded no batches")
+    return MCPrediction.cat(parts)
+
+
+def _batch_indices(indices: torch.Tensor | None, start: int, count: int) -> torch.Tensor:
+    if indices is None:
+        return torch.arange(start, start + count)
+    idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    if idx.numel() != count:
+        raise ValueError(f"indices: {idx.numel()} indices for {count} inputs")
+    if bool((idx < 0).any()):
+        raise ValueError(f"indices: must be non-negative, got minimum {int(idx.min())}")
+    return idx

@@ -1,0 +1,272 @@
+"""Fetching a zoo model's files: Hub download through ``huggingface_hub``, SHA-256 check, DDP and offline rules.
+
+* ``hf_hub_download`` does the transfer, so ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``
+  and tokens behave as users expect (``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` are read at call time).
+* ``model.safetensors`` is hashed before anything reads it. A mismatch deletes the cached file (snapshot link
+  and blob), so the next call downloads again instead of trusting it.
+* Under DDP only local rank 0 downloads; the other ranks wait (a barrier when ``torch.distributed`` is
+  initialised, else polling the cache, as when Lightning has launched the ranks but not yet set up the
+  process group) and then read the cache without touching the network.
+* When the Hub cannot be reached (or the repo is not published there) and nothing is cached, the copy shipped
+  in the package (``lit_deep/_zoo_files/<name>``, or ``$LIT_DEEP_ZOO_DIR/<name>``) is used after the same
+  check, with one log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import torch.distributed as dist
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from lightning.pytorch.utilities import rank_zero_info
+
+__all__ = [
+    "FILES",
+    "SHIPPED_DIR_ENV",
+    "WAIT_ENV",
+    "Fetched",
+    "ZooDownloadError",
+    "ZooIntegrityError",
+    "fetch",
+    "sha256_file",
+    "shipped_copy",
+]
+
+FILES = ("config.json", "model.safetensors")
+#: Folder holding ``<name>/`` copies of the zoo; when set, it replaces the copy shipped in the package.
+SHIPPED_DIR_ENV = "LIT_DEEP_ZOO_DIR"
+#: Seconds a non-zero local rank waits for rank 0's download before trying itself (default 300).
+WAIT_ENV = "LIT_DEEP_HUB_WAIT"
+_REMEDIES = (
+    "Remedies: check the network and HF_ENDPOINT; download once where the Hub is reachable "
+    "(`lit-deep zoo download {name}`) and reuse that cache (HF_HOME / HF_HUB_CACHE, then HF_HUB_OFFLINE=1); "
+    "or point {env} at a folder holding {name}/ (config.json, model.safetensors)."
+)
+
+
+class ZooDownloadError(RuntimeError):
+    """The files of a zoo model could not be obtained (Hub, cache and shipped copy all failed)."""
+
+
+class ZooIntegrityError(ValueError):
+    """A zoo file's SHA-256 does not match the expected one (tampered, truncated or another revision)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Where a zoo model's files were found: ``source`` is ``"hub"`` (download or cache) or ``"shipped"``."""
+
+    config: Path
+    weights: Path
+    source: str
+
+
+class _Unreachable(Exception):
+    """The Hub could not serve the files and they are not cached."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file, read in chunks.
+
+    Example::
+
+        >>> import tempfile
+        >>> f = tempfile.NamedTemporaryFile(delete=False); _ = f.write(b"abc"); f.close()
+        >>> sha256_file(f.name)[:16]
+        'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def endpoint() -> str:
+    """The Hub endpoint in use: ``$HF_ENDPOINT`` (read now) or huggingface_hub's default.
+
+    Example::
+
+        >>> os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9/"
+        >>> endpoint()
+        'http://127.0.0.1:9'
+        >>> del os.environ["HF_ENDPOINT"]
+    """
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None:
+        return value.strip().upper() in constants.ENV_VARS_TRUE_VALUES
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def shipped_copy(name: str) -> Path | None:
+    """The folder of the copy of ``name`` shipped with lit_deep (or under ``$LIT_DEEP_ZOO_DIR``), if any.
+
+    Example::
+
+        >>> shipped_copy("no-such-model") is None
+        True
+    """
+    override = os.environ.get(SHIPPED_DIR_ENV)
+    package = Path(__file__).resolve().parents[1]
+    roots = [Path(override)] if override else [package / "_zoo_files", package.parent / "zoo"]
+    for root in roots:
+        folder = root / name
+        if all((folder / f).is_file() for f in FILES):
+            return folder
+    return None
+
+
+def _evict(path: Path) -> None:
+    """Delete a cached file: the snapshot link and the blob it points to."""
+    blob = Path(os.path.realpath(path))
+    for target in {path, blob}:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+
+
+def _verify(name: str, weights: Path, expected: str | None, source: str, evict: bool) -> None:
+    if expected is None:
+        # Another revision than the registry's: the Hub's own hash of the file (the LFS ETag, which names the blob).
+        blob_name = Path(os.path.realpath(weights)).name
+        expected = blob_name if len(blob_name) == 64 and all(c in "0123456789abcdef" for c in blob_name) else None
+    if expected is None:
+        raise ZooIntegrityError(
+            f"{name}: no SHA-256 to check {weights} against; pass sha256=... for a revision outside the registry"
+        )
+    actual = sha256_file(weights)
+    if actual != expected:
+        if evict:
+            _evict(weights)
+        action = "The file was deleted from the cache; the next call downloads it again." if evict else ""
+        raise ZooIntegrityError(
+            f"{name}: SHA-256 mismatch for model.safetensors from the {source} ({weights}): expected {expected}, "
+            f"got {actual}. Nothing was loaded (tampered, truncated, or another revision). {action}".rstrip()
+        )
+
+
+def _download(repo_id: str, revision: str, cache_dir: str | None, local_only: bool) -> dict[str, Path]:
+    try:
+        return {
+            f: Path(
+                hf_hub_download(
+                    repo_id,
+                    f,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    endpoint=endpoint(),
+                    local_files_only=local_only or _offline(),
+                )
+            )
+            for f in FILES
+        }
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, httpx2.TransportError) as err:
+        raise _Unreachable(f"{type(err).__name__}: {err}") from err
+    except (RemoteEntryNotFoundError, RevisionNotFoundError) as err:
+        # The Hub answered: the repo exists but not this file or revision. A shipped copy would hide the mistake.
+        kind = "file" if isinstance(err, RemoteEntryNotFoundError) else "revision"
+        hub_said = str(err).splitlines()[0]
+        raise ZooDownloadError(
+            f"{repo_id}@{revision} on {endpoint()}: the Hub has no such {kind} (files {', '.join(FILES)}); check the "
+            f"revision and the namespace. Hub said: {hub_said}"
+        ) from err
+
+
+def _retrieve(
+    name: str, repo_id: str, revision: str, cache_dir: str | None, expected: str | None, local_only: bool
+) -> Fetched:
+    paths = _download(repo_id, revision, cache_dir, local_only)
+    _verify(name, paths["model.safetensors"], expected, f"Hub cache of {repo_id}@{revision}", evict=True)
+    return Fetched(paths["config.json"], paths["model.safetensors"], "hub")
+
+
+def _local_rank() -> int:
+    for variable in ("LOCAL_RANK", "SLURM_LOCALID", "JSM_NAMESPACE_LOCAL_RANK"):
+        value = os.environ.get(variable)
+        if value is not None and value.isdigit():
+            return int(value)
+    # No launcher variable: a single-node group started by hand, where the global rank is the local one.
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _coordinated(retrieve: Callable[[bool], Fetched]) -> Fetched:
+    """Run ``retrieve(local_only)`` so that only local rank 0 touches the network."""
+    if dist.is_available() and dist.is_initialized():
+        rank0 = _local_rank() == 0
+        result: Fetched | None = None
+        error: Exception | None = None
+        if rank0:
+            try:
+                result = retrieve(False)
+            except Exception as err:  # re-raised after the barrier, so the other ranks are not left waiting
+                error = err
+        dist.barrier()
+        if error is not None:
+            raise error
+        return result if result is not None else retrieve(True)
+    if _local_rank() == 0 or _offline():
+        return retrieve(False)
+    # Ranks launched (e.g. by Lightning) before the process group exists: wait for rank 0 to fill the cache.
+    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV, "300"))
+    while time.monotonic() < deadline:
+        try:
+            return retrieve(True)
+        except _Unreachable:
+            time.sleep(0.2)
+    return retrieve(False)
+
+
+def fetch(name: str, repo_id: str, revision: str, cache_dir: str | None, expected_sha256: str | None) -> Fetched:
+    """Get ``config.json`` and a verified ``model.safetensors`` of a zoo model.
+
+    Args:
+        name: the zoo name (for messages and the shipped copy).
+        repo_id: the Hub repo.
+        revision: branch, tag or commit.
+        cache_dir: the Hub cache folder (``None``: huggingface_hub's default).
+        expected_sha256: the SHA-256 the weights must have (``None``: the Hub's LFS hash of the file).
+
+    Returns:
+        The local paths and their source.
+
+    Raises:
+        ZooIntegrityError: when the weights' hash does not match (the cached file is deleted first).
+        ZooDownloadError: when neither the Hub, the cache nor a shipped copy can provide the files.
+    """
+    try:
+        return _coordinated(
+            lambda local_only: _retrieve(name, repo_id, revision, cache_dir, expected_sha256, local_only)
+        )
+    except _Unreachable as err:
+        reason = str(err)
+    folder = shipped_copy(name)
+    if folder is None:
+        offline = " (HF_HUB_OFFLINE is set)" if _offline() else ""
+        raise ZooDownloadError(
+            f"zoo model {name!r}: cannot download {repo_id}@{revision} from {endpoint()}{offline} and it is neither "
+            f"in the cache ({cache_dir or constants.HF_HUB_CACHE}) nor shipped with lit_deep. Cause: {reason}. "
+            + _REMEDIES.format(name=name, env=SHIPPED_DIR_ENV)
+        )
+    weights = folder / "model.safetensors"
+    _verify(name, weights, expected_sha256, "copy shipped with lit_deep", evict=False)
+    rank_zero_info(
+        f"lit_deep.zoo: {repo_id}@{revision} unavailable from {endpoint()} and not cached; "
+        f"using the copy shipped with lit_deep ({folder})."
+    )
+    return Fetched(folder / "config.json", weights, "shipped")

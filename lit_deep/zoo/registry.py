@@ -1,0 +1,309 @@
+"""The zoo's registry: one table of frozen dataclasses keyed ``<arch>.<tag>``.
+
+Each entry says where the model lives on the Hugging Face Hub (``<namespace>/<name>``, revision), the SHA-256
+of its ``model.safetensors``, how to rebuild it (architecture and preprocessing), what it was trained on
+(task, classes, recipe, seed) and what it measured on the test split. ``config.json`` and the model card
+``README.md`` of every ``zoo/<name>/`` folder are generated from this table (:mod:`lit_deep.zoo.cards`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lit_deep.data.fashion_mnist import CLASS_NAMES
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "NAMESPACE_ENV",
+    "REGISTRY",
+    "Preprocessing",
+    "UnknownModelError",
+    "ZooEntry",
+    "get_entry",
+    "list_models",
+]
+
+#: The Hub namespace (user or organisation) of the zoo's repos.
+DEFAULT_NAMESPACE = "lit-deep"
+#: Environment variable overriding the namespace (e.g. a fork or a private mirror).
+NAMESPACE_ENV = "LIT_DEEP_HUB_NAMESPACE"
+_TASK_A_CLASSES = tuple(n for i, n in enumerate(CLASS_NAMES) if i not in (5, 6))
+
+
+class UnknownModelError(ValueError):
+    """A zoo name that is not in the registry (the message lists close matches)."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the model does to raw images before its first layer (the training-time normalisation).
+
+    uint8 images are divided by 255; float images are taken to be in [0, 1] already. ``standardize`` is
+    ``"none"`` or ``"per_pixel"``: subtract the per-pixel mean and divide by the per-pixel std of the
+    55,000-image training split (std floored at 1/255), stored in ``model.safetensors`` as
+    ``backbone.0.mean`` / ``backbone.0.std``.
+
+    Example::
+
+        >>> Preprocessing(standardize="per_pixel").to_dict()["input_shape"]
+        [1, 28, 28]
+    """
+
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    standardize: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.standardize not in ("none", "per_pixel"):
+            raise ValueError(f"standardize: expected 'none' or 'per_pixel', got {self.standardize!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in ``config.json``."""
+        return {"input_shape": list(self.input_shape), "uint8_scale": 1 / 255, "standardize": self.standardize}
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One pretrained model of the zoo.
+
+    Attributes:
+        name: ``<arch>.<tag>``, also the Hub repo's name.
+        architecture: ``{"class_path", "init_args"}`` of a :mod:`lit_deep.models` class.
+        preprocessing: the normalisation built into the model.
+        task: ``"full"`` or ``"A"`` (see :class:`~lit_deep.data.FashionMNISTDataModule`).
+        class_names: the outputs' classes in order (empty for the autoencoder).
+        sha256: SHA-256 of ``model.safetensors`` (checked before anything is deserialised).
+        metrics: measured on the 10,000 test images (``test_acc``, ``test_nll``, ``test_ece``, ...).
+        summary: one paragraph for the card: what the model is and how it was trained.
+        limits: one paragraph for the card: what it is not good for.
+        seed: the seed of the recipe.
+        revision: the pinned Hub revision (a 40-hex commit once published, else ``"main"``).
+        namespace: the Hub namespace (overridden by ``$LIT_DEEP_HUB_NAMESPACE``).
+        kind: ``"classifier"`` or ``"autoencoder"``.
+        mc_samples: for MC-dropout models, the number of stochastic passes the metrics average.
+
+    Example::
+
+        >>> entry = get_entry("mlp.fmnist")
+        >>> entry.arch, entry.repo_id(), entry.recipe
+        ('mlp', 'lit-deep/mlp.fmnist', 'recipes/zoo/mlp.fmnist.yaml')
+    """
+
+    name: str
+    architecture: dict[str, Any]
+    preprocessing: Preprocessing
+    task: str
+    class_names: tuple[str, ...]
+    sha256: str
+    metrics: dict[str, float]
+    summary: str
+    limits: str
+    seed: int = 42
+    revision: str = "main"
+    namespace: str = DEFAULT_NAMESPACE
+    kind: str = "classifier"
+    mc_samples: int = 0
+    extra_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> str:
+        """The architecture part of the name."""
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        """The tag part of the name."""
+        return self.name.split(".", 1)[1]
+
+    @property
+    def recipe(self) -> str:
+        """The recipe that trained the model, relative to the repository root."""
+        return f"recipes/zoo/{self.name}.yaml"
+
+    def repo_id(self, namespace: str | None = None) -> str:
+        """The Hub repo id: ``namespace`` argument, else ``$LIT_DEEP_HUB_NAMESPACE``, else the entry's.
+
+        Example::
+
+            >>> get_entry("cnn.fmnist").repo_id("my-org")
+            'my-org/cnn.fmnist'
+        """
+        return f"{namespace or os.environ.get(NAMESPACE_ENV) or self.namespace}/{self.name}"
+
+
+def _mlp(**init_args: Any) -> dict[str, Any]:
+    return {"class_path": "lit_deep.models.MLP", "init_args": init_args}
+
+
+REGISTRY: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry(
+            name="mlp_selu.fmnist_a",
+            architecture=_mlp(
+                input_shape=[1, 28, 28],
+                hidden=[300, 100, 50, 50, 50],
+                num_classes=8,
+                activation="selu",
+                init="lecun_normal",
+            ),
+            preprocessing=Preprocessing(standardize="per_pixel"),
+            task="A",
+            class_names=_TASK_A_CLASSES,
+            sha256="8fe55d6f4df2d272353dd53501c71a6bd2998bb82d7a5cd71d1343766cd98add",
+            metrics={"test_acc": 0.9289, "test_nll": 0.2711, "test_ece": 0.0354},
+            summary=(
+                "The book's model A for transfer learning: five SELU hidden layers (300, 100, 50, 50, 50) with "
+                "LeCun-normal initialisation on standardised pixels, trained with Nadam on task A (the eight "
+                "classes other than sandal and shirt). The default source model for transfer to task B."
+            ),
+            limits=(
+                "Knows eight classes only: sandals and shirts were held out on purpose (task B). A plain MLP: "
+                "it has no notion of translation invariance."
+            ),
+        ),
+        ZooEntry(
+            name="mlp.fmnist",
+            architecture=_mlp(
+                input_shape=[1, 28, 28],
+                hidden=[1024, 512],
+                num_classes=10,
+                activation="relu",
+                batch_norm="before",
+                dropout=[0.0, 0.3, 0.3],
+            ),
+            preprocessing=Preprocessing(),
+            task="full",
+            class_names=CLASS_NAMES,
+            sha256="afd9a7408587e919dd8b948b1f56279e8e4552f4e351fde62fda77ae22f5644d",
+            metrics={"test_acc": 0.9061, "test_nll": 0.2609, "test_ece": 0.0111},
+            summary=(
+                "The zoo's best MLP: two wide hidden layers (1024, 512) with BatchNorm before ReLU (He init) and "
+                "dropout 0.3, trained on batches augmented with 1-pixel shifts and horizontal flips, AdamW with "
+                "1cycle (PyTorch's preset), all ten classes."
+            ),
+            limits=(
+                "An MLP sees pixels, not shapes: shifted, rescaled or rotated items hurt it more than a CNN. "
+                "Shirt, T-shirt/top, pullover and coat remain the classes it confuses most."
+            ),
+        ),
+        ZooEntry(
+            name="mlp_mc.fmnist",
+            architecture=_mlp(
+                input_shape=[1, 28, 28],
+                hidden=[300, 100],
+                num_classes=10,
+                activation="relu",
+                dropout=[0.0, 0.2, 0.2],
+                dropout_kind="mc",
+            ),
+            preprocessing=Preprocessing(),
+            task="full",
+            class_names=CLASS_NAMES,
+            sha256="03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3",
+            metrics={"test_acc": 0.8829, "test_nll": 0.3251, "test_ece": 0.0077},
+            extra_metrics={"det_test_acc": 0.8826, "det_test_nll": 0.3419, "det_test_ece": 0.0158},
+            mc_samples=100,
+            summary=(
+                "An MLP for uncertainty estimates with Monte-Carlo dropout: 300-100 ReLU as in the book's MC-dropout "
+                "example, with always-on dropout (rate 0.2) before the second hidden layer and the output layer, "
+                "trained with Nadam. Each call is one stochastic pass: average many (`lit_deep.uncertainty."
+                "mc_predict`) for the predictive distribution and its spread."
+            ),
+            limits=(
+                "One call is one random draw: for a stable prediction average many passes. MC-dropout spread is a "
+                "rough uncertainty signal, not a calibrated probability of error, and it does not flag every "
+                "out-of-distribution input."
+            ),
+        ),
+        ZooEntry(
+            name="cnn.fmnist",
+            architecture={
+                "class_path": "lit_deep.models.CNN",
+                "init_args": {
+                    "input_shape": [1, 28, 28],
+                    "channels": [32, 64],
+                    "convs_per_block": 2,
+                    "dense": 512,
+                    "num_classes": 10,
+                    "batch_norm": True,
+                    "dropout": 0.2,
+                },
+            },
+            preprocessing=Preprocessing(),
+            task="full",
+            class_names=CLASS_NAMES,
+            sha256="",
+            metrics={},
+            summary=(
+                "A small VGG-style CNN trained on 2 CPU cores: two conv blocks (32 then 64 channels; two 3x3 convs "
+                "with BatchNorm and ReLU, then max-pool), a 512-unit dense layer with BatchNorm and dropout 0.2, "
+                "trained on batches augmented with random shifts (up to 2 pixels) and horizontal flips, AdamW with "
+                "1cycle (PyTorch's preset)."
+            ),
+            limits=(
+                "Small on purpose (trainable on a laptop CPU); larger residual networks reach about 95-96 % on this "
+                "dataset. Shirt versus T-shirt/top remains its main confusion."
+            ),
+        ),
+        ZooEntry(
+            name="autoencoder.fmnist",
+            architecture={
+                "class_path": "lit_deep.models.Autoencoder",
+                "init_args": {"input_shape": [1, 28, 28], "hidden": [300, 100], "activation": "selu"},
+            },
+            preprocessing=Preprocessing(),
+            task="full",
+            class_names=(),
+            sha256="69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b",
+            metrics={"test_mse": 0.006759, "test_bce": 0.2647},
+            kind="autoencoder",
+            summary=(
+                "A stacked dense autoencoder pretrained without labels: encoder 784-300-100 SELU (LeCun init), "
+                "decoder mirrored with a sigmoid output, trained with Nadam on the binary cross-entropy between "
+                "reconstruction and pixels. Its encoder is a backbone for unsupervised pretraining: "
+                '`zoo.load("autoencoder.fmnist", num_classes=k)` puts a new head on the 100-dimensional codings.'
+            ),
+            limits=(
+                "Reconstructions are blurry (a dense autoencoder with 100 codings); the codings were never trained to "
+                "separate classes, so a head on a frozen encoder needs some labelled data to be useful."
+            ),
+        ),
+    )
+}
+
+
+def list_models() -> list[str]:
+    """The names of the zoo's models, sorted.
+
+    Example::
+
+        >>> "mlp.fmnist" in list_models()
+        True
+    """
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> ZooEntry:
+    """The registry entry of ``name``.
+
+    Raises:
+        UnknownModelError: for a name not in the registry; the message lists close matches.
+
+    Example::
+
+        >>> get_entry("cnn.fmnist").task
+        'full'
+        >>> try:
+        ...     get_entry("mlp.fmnst")
+        ... except UnknownModelError as err:
+        ...     print(str(err).split(" or ")[0])
+        name: no zoo model 'mlp.fmnst'; did you mean 'mlp.fmnist'
+    """
+    if not isinstance(name, str) or name not in REGISTRY:
+        close = difflib.get_close_matches(str(name), list(REGISTRY), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise UnknownModelError(f"name: no zoo model {name!r}; {hint}Available: {', '.join(list_models())}")
+    return REGISTRY[name]

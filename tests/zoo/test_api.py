@@ -1,0 +1,80 @@
+"""zoo.load / download / info and Classifier.from_zoo: arguments, heads, config checks, lazy import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lit_deep import Classifier, zoo
+from lit_deep.zoo import UnknownModelError
+from tests.zoo.conftest import TINY, TinyZoo
+from tests.zoo.hub_server import HubServer
+
+
+def test_unknown_name_lists_close_matches() -> None:
+    with pytest.raises(UnknownModelError, match=r"no zoo model 'cnn\.fminst'; did you mean 'cnn\.fmnist'"):
+        zoo.load("cnn.fminst")
+    with pytest.raises(UnknownModelError, match="Available: autoencoder.fmnist, cnn.fmnist"):
+        zoo.get_entry("resnet")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_num_classes_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(ValueError, match="num_classes: must be a positive integer or None"):
+        zoo.load("mlp.fmnist", num_classes=bad)  # type: ignore[arg-type]
+
+
+def test_revision_must_be_a_non_empty_string() -> None:
+    with pytest.raises(ValueError, match="revision: expected a branch, tag or commit name, got ' '"):
+        zoo.load("mlp.fmnist", revision=" ")
+
+
+def test_num_classes_gives_a_new_head_on_the_pretrained_backbone(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    model = zoo.load(TINY, num_classes=2, cache_dir=cache)
+    assert model.head.out_features == 2
+    assert not model.training
+    torch.testing.assert_close(model.backbone[2].weight, tiny_zoo.state["backbone.2.weight"])
+    assert tuple(model(torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)).shape) == (5, 2)
+
+
+def test_classifier_from_zoo_trains_in_train_mode_with_class_names(hub: HubServer, cache: str) -> None:
+    clf = Classifier.from_zoo(TINY, cache_dir=cache, lr=0.01)
+    assert clf.model.training
+    assert clf.class_names == ["a", "b", "c"]
+    assert clf.lr == 0.01
+    transfer = Classifier.from_zoo(TINY, num_classes=2, cache_dir=cache)
+    assert transfer.num_outputs == 2
+    assert transfer.class_names is None
+
+
+def test_config_that_disagrees_with_the_registry_is_refused(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    config = json.loads((tiny_zoo.folder / "config.json").read_text())
+    config["architecture"]["init_args"]["activation"] = "tanh"  # same shapes, another network
+    hub.state.repos[f"lit-deep/{TINY}"]["config.json"] = json.dumps(config).encode()
+    with pytest.raises(ValueError, match="config.json architecture from the hub differs from the registry's"):
+        zoo.load(TINY, cache_dir=cache)
+
+
+def test_download_returns_verified_paths(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    fetched = zoo.download(TINY, cache_dir=cache)
+    assert fetched.source == "hub"
+    assert fetched.weights.read_bytes() == tiny_zoo.weights
+    assert json.loads(fetched.config.read_text())["name"] == TINY
+
+
+def test_info_describes_the_entry() -> None:
+    described = zoo.info("mlp_mc.fmnist")
+    assert described["repo_id"] == "lit-deep/mlp_mc.fmnist"
+    assert described["recipe"] == "recipes/zoo/mlp_mc.fmnist.yaml"
+    assert described["architecture"]["init_args"]["dropout_kind"] == "mc"
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch and Lightning
+def test_import_lit_deep_does_not_import_the_zoo() -> None:
+    code = "import sys, lit_deep; print('lit_deep.zoo' in sys.modules, 'safetensors' in sys.modules); lit_deep.zoo.load"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -1,0 +1,127 @@
+"""Two processes loading one zoo model at once: only local rank 0 downloads, the other reads the cache."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lit_deep.zoo._hub import SHIPPED_DIR_ENV
+from tests.zoo.conftest import TinyZoo
+from tests.zoo.hub_server import HubServer
+
+pytestmark = pytest.mark.ddp
+
+# Registers the test's tiny entry from its config.json (the subprocesses do not see pytest's monkeypatching).
+_PRELUDE = """
+import json, os, sys
+from pathlib import Path
+import torch
+from safetensors.torch import save_file
+from lit_deep import zoo
+from lit_deep.zoo.registry import REGISTRY, Preprocessing, ZooEntry
+
+FOLDER, CACHE, OUT = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+config = json.loads((FOLDER / "config.json").read_text())
+REGISTRY[config["name"]] = ZooEntry(
+    name=config["name"], architecture=config["architecture"],
+    preprocessing=Preprocessing(tuple(config["preprocessing"]["input_shape"]), config["preprocessing"]["standardize"]),
+    task=config["task"], class_names=tuple(config["class_names"]), metrics=config["metrics"], summary="", limits="",
+    sha256=config["files"]["model.safetensors"]["sha256"],
+)
+"""
+
+_TORCH_DISTRIBUTED = """
+import torch.distributed as dist
+mode = sys.argv[4]
+if mode == "barrier":
+    dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=2)
+model = zoo.load(config["name"], cache_dir=CACHE)
+state = {k: v.contiguous() for k, v in model.state_dict().items()}
+save_file(state, str(OUT / f"rank{os.environ['LOCAL_RANK']}.safetensors"))
+if mode == "barrier":
+    dist.destroy_process_group()
+"""
+
+_LIGHTNING = """
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from lit_deep import Classifier
+
+# Lightning starts rank 1 by re-running this script (LOCAL_RANK=1) before any process group exists.
+module = Classifier.from_zoo(config["name"], num_classes=2, cache_dir=CACHE, lr=0.01)
+data = TensorDataset(torch.rand(32, 1, 28, 28), torch.randint(0, 2, (32,)))
+trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+trainer.fit(module, DataLoader(data, batch_size=8))
+state = {k: v.contiguous() for k, v in module.model.state_dict().items()}
+save_file(state, str(OUT / f"rank{trainer.global_rank}.safetensors"))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(hub: HubServer, tiny_zoo: TinyZoo, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "HF_ENDPOINT": hub.url, SHIPPED_DIR_ENV: str(tiny_zoo.empty_dir), "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    return {**env, **extra}
+
+
+def _assert_one_download_and_same_weights(hub: HubServer, out: Path) -> None:
+    for filename in ("config.json", "model.safetensors"):
+        assert hub.state.count("GET", filename) == 1, hub.state.requests
+        assert hub.state.count("HEAD", filename) == 1, hub.state.requests  # rank 1 never asked the Hub
+    states = [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+@pytest.mark.parametrize("mode", ["barrier"])
+def test_two_processes_load_at_once(mode: str, hub: HubServer, tiny_zoo: TinyZoo, tmp_path: Path) -> None:
+    script = tmp_path / "load_twice.py"
+    script.write_text(textwrap.dedent(_PRELUDE + _TORCH_DISTRIBUTED))
+    port = str(_free_port())
+    args = [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path), mode]
+    procs = [
+        subprocess.Popen(
+            args,
+            env=_env(
+                hub, tiny_zoo, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (1, 0)  # rank 1 first: it must wait for rank 0's download
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-3000:]
+    _assert_one_download_and_same_weights(hub, tmp_path)
+
+
+@pytest.mark.slow  # two Lightning processes
+def test_lightning_ddp_ranks_share_one_download(hub: HubServer, tiny_zoo: TinyZoo, tmp_path: Path) -> None:
+    script = tmp_path / "fit_ddp.py"
+    script.write_text(textwrap.dedent(_PRELUDE + _LIGHTNING))
+    env = _env(hub, tiny_zoo, MASTER_PORT=str(_free_port()))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_one_download_and_same_weights(hub, tmp_path)

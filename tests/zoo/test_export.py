@@ -1,0 +1,102 @@
+"""``export_checkpoint``: a Lightning checkpoint becomes a zoo folder that computes exactly what the run did."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lit_deep import Classifier
+from lit_deep.data import FashionMNISTDataModule
+from lit_deep.models import MLP, Autoencoder
+from lit_deep.modules import AutoencoderModule
+from lit_deep.zoo import REGISTRY, Preprocessing, ZooEntry, ZooModel
+from lit_deep.zoo._hub import sha256_file
+from lit_deep.zoo.cards import config_dict
+from lit_deep.zoo.export import export_checkpoint, registry_snippet
+from tests.conftest import FakeFMNIST, write_fake_fmnist
+
+ENTRY = ZooEntry(
+    name="mlp.exporttest",
+    architecture={"class_path": "lit_deep.models.MLP", "init_args": {"hidden": [16], "num_classes": 10}},
+    preprocessing=Preprocessing(standardize="per_pixel"),
+    task="full",
+    class_names=tuple("abcdefghij"),
+    sha256="",
+    metrics={},
+    summary="s",
+    limits="l",
+)
+AE_ENTRY = dataclasses.replace(
+    ENTRY,
+    name="autoencoder.exporttest",
+    architecture={"class_path": "lit_deep.models.Autoencoder", "init_args": {"hidden": [16, 4]}},
+    preprocessing=Preprocessing(),
+    class_names=(),
+    kind="autoencoder",
+)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> FakeFMNIST:
+    return write_fake_fmnist(tmp_path / "fmnist", n_train=80, n_test=30)
+
+
+def _fit(module: pl.LightningModule, dm: FashionMNISTDataModule, tmp_path: Path) -> Path:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, dm)
+    ckpt = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
+def test_export_keeps_the_training_time_standardisation(
+    data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, ENTRY.name, ENTRY)
+    dm = FashionMNISTDataModule(str(data.path), standardize=True, val_size=20, batch_size=20)
+    module = Classifier(MLP(hidden=(16,), num_classes=10, seed=0))
+    ckpt = _fit(module, dm, tmp_path)
+    result = export_checkpoint(ENTRY.name, ckpt, tmp_path / "out" / ENTRY.name, data_dir=str(data.path))
+    weights = tmp_path / "out" / ENTRY.name / "model.safetensors"
+    assert result.sha256 == sha256_file(weights)
+    assert set(result.metrics) == {"test_acc", "test_nll", "test_ece"}
+    model = ZooModel(config_dict(ENTRY))
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    raw = data.test_images[:8]  # uint8 straight in; the run saw standardised floats
+    standardised = ((raw.float() / 255).unsqueeze(1) - dm.mean) / dm.std
+    torch.testing.assert_close(model.eval()(raw), module.model.eval()(standardised))
+    assert f'sha256="{result.sha256}"' in registry_snippet(ENTRY.name, result)
+
+
+def test_export_of_an_autoencoder_reports_reconstruction_errors(
+    data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, AE_ENTRY.name, AE_ENTRY)
+    dm = FashionMNISTDataModule(str(data.path), val_size=20, batch_size=20)
+    ckpt = _fit(AutoencoderModule(Autoencoder(hidden=(16, 4), seed=0)), dm, tmp_path)
+    result = export_checkpoint(AE_ENTRY.name, ckpt, tmp_path / "out" / AE_ENTRY.name, data_dir=str(data.path))
+    assert set(result.metrics) == {"test_mse", "test_bce"}
+    assert 0 < result.metrics["test_mse"] < 1
+
+
+def test_export_refuses_another_architecture(data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(REGISTRY, ENTRY.name, ENTRY)
+    dm = FashionMNISTDataModule(str(data.path), val_size=20, batch_size=20)
+    ckpt = _fit(Classifier(MLP(hidden=(12,), num_classes=10, seed=0)), dm, tmp_path)
+    with pytest.raises(ValueError, match="ckpt: the checkpoint's architecture"):
+        export_checkpoint(ENTRY.name, ckpt, tmp_path / "out", data_dir=str(data.path))
+    with pytest.raises(FileNotFoundError, match="ckpt: no checkpoint at"):
+        export_checkpoint(ENTRY.name, tmp_path / "missing.ckpt", tmp_path / "out")
