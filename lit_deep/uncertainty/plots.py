@@ -80,9 +80,10 @@ def reliability_diagram(
     width = 1.0 / n_bins
     centers = (torch.arange(n_bins) + 0.5) * width
     filled = count > 0
-    x, height, gap = centers[filled].numpy(), acc[filled].numpy(), (confidence - acc)[filled].numpy()
+    x, height = centers[filled].numpy(), acc[filled].numpy()
+    low, gap = torch.minimum(acc, confidence)[filled].numpy(), (confidence - acc).abs()[filled].numpy()
     ax.bar(x, height, width=width, edgecolor="black", label="accuracy")
-    ax.bar(x, gap, bottom=height, width=width, color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.bar(x, gap, bottom=low, width=width, color="none", edgecolor="tab:red", hatch="//", label="gap to confidence")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy")
     ax.set_title(f"{title}\nECE ({n_bins} bins) = {ece:.4f}")
