@@ -214,17 +214,30 @@ class Classifier(pl.LightningModule):
         acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
         acc.update(preds, y)
         mean_nll.update(nll.detach())
-        batch_size = y.shape[0]
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
-        self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
+        if stage != "train":
+            # Lightning computes, syncs and resets logged Metric objects at epoch end. Passing a Metric to
+            # self.log costs a walk over its state on every call; for training that is done once per epoch
+            # in on_train_epoch_end instead (it was a third of a small MLP's step time).
+            batch_size = y.shape[0]
+            self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
+            self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
 
     # ----------------------------------------------------------------- Lightning hooks
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One training step: the loss with penalties."""
+        """One training step: the loss with penalties (``train_loss`` on the progress bar, per step)."""
         loss = self._shared_step(batch, "train")
         self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's ``train_acc`` and ``train_nll`` (reduced over DDP ranks by torchmetrics) and reset."""
+        for name in ("train_acc", "train_nll"):
+            metric: Metric = getattr(self, name)
+            if metric.update_count:  # an epoch with no training batch (limit_train_batches=0) logs nothing
+                # compute() already gathers every rank's state; sync_dist would only average equal values.
+                self.log(name, metric.compute(), prog_bar=name == "train_acc", sync_dist=True)
+            metric.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Update the validation metrics."""

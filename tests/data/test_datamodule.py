@@ -321,6 +321,9 @@ def test_ddp_shards_count_every_evaluation_image_once(make_fmnist, tmp_path):
     for key in ("test_acc", "test_nll"):
         assert ranks[0]["test_metrics"][key] == pytest.approx(single[key], abs=1e-6)
         assert ranks[1]["test_metrics"][key] == ranks[0]["test_metrics"][key]
+    # Training metrics are logged once per epoch and reduced over both ranks (identical on each).
+    for key in ("train_acc", "train_nll"):
+        assert ranks[0]["val_metrics"][key] == ranks[1]["val_metrics"][key]
     # Validation ran at the end of the (only) epoch, with the final weights.
     single_val = trainer.validate(Classifier(net), dm, verbose=False)[0]
     for key in ("val_acc", "val_nll", "val_loss"):
