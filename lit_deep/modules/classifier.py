@@ -117,6 +117,8 @@ class Classifier(pl.LightningModule):
             raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
         self.mc_samples = mc_samples
         self.mc_predictor = MCPredictor(mc_samples, mc_seed) if mc_samples else None
+        self._test_batches: list[torch.Tensor] | None = None
+        self._test_seen = 0
         outputs = _num_outputs(self.model)
         self.num_outputs = outputs if outputs is not None else 0
         self.binary = self.num_outputs == 1
@@ -264,8 +266,12 @@ class Classifier(pl.LightningModule):
         from lit_deep.uncertainty import mc_predict
 
         x, y = batch
-        start = batch_idx * x.shape[0]
-        indices = torch.arange(start, start + x.shape[0])
+        known = self._test_batches
+        if known is not None and batch_idx < len(known) and known[batch_idx].numel() == x.shape[0]:
+            indices = known[batch_idx]  # the dataset indices, so an image's masks do not depend on its rank
+        else:
+            indices = torch.arange(self._test_seen, self._test_seen + x.shape[0])
+        self._test_seen += x.shape[0]
         seed = self.hparams.get("mc_seed") or 0
         probs = mc_predict(self.model, x, self.mc_samples, seed=seed, enable_dropout=True, indices=indices).probs
         nll = -probs.gather(1, y[:, None]).clamp_min(1e-12).log().squeeze(1)
@@ -275,6 +281,15 @@ class Classifier(pl.LightningModule):
         mean_nll.update(nll)
         self.log("test_acc", acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
         self.log("test_nll", mean_nll, on_step=False, on_epoch=True, batch_size=y.shape[0])
+
+    def on_test_start(self) -> None:
+        """MC test scoring: read the test batches' dataset indices (they seed each image's dropout masks)."""
+        from lit_deep.uncertainty._lightning import index_batches
+
+        loaders = self.trainer.test_dataloaders
+        first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        self._test_batches = index_batches(first) if self.mc_samples else None
+        self._test_seen = 0
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | MCPrediction:
         """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)``; an ``MCPrediction`` if ``mc_samples``."""

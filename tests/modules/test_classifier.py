@@ -271,13 +271,13 @@ def test_300_100_mlp_one_epoch_on_real_data(tmp_path, monkeypatch, one_thread):
     assert result["test_acc"] > 0.80
 
 
-def test_mc_samples_make_the_test_score_the_mc_mean(tmp_path) -> None:
-
+@pytest.mark.parametrize("batch_size", [40, 16])  # 16: a short last batch must keep its images' own seeds
+def test_mc_samples_make_the_test_score_the_mc_mean(tmp_path, batch_size: int) -> None:
     from lit_deep.uncertainty import mc_predict
 
     torch.manual_seed(0)
     x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=40)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
     clf = Classifier(MLP(hidden=(16,), dropout=0.3, dropout_kind="mc", seed=0), mc_samples=8, mc_seed=3)
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     result = trainer.test(clf, loader, verbose=False)[0]
