@@ -9,7 +9,8 @@
   process group) and then read the cache without touching the network.
 * When the Hub cannot be reached (or the repo is not published there) and nothing is cached, the copy shipped
   in the package (``lit_deep/_zoo_files/<name>``, or ``$LIT_DEEP_ZOO_DIR/<name>``) is used after the same
-  check, with one log line.
+  check, with one log line. With nothing cached, one quick ``HEAD`` (no retries) decides whether the Hub
+  answers, so the fallback is immediate instead of after ``hf_hub_download``'s ~30 s of back-off retries.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 
 import httpx2
 import torch.distributed as dist
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (
+    HfHubHTTPError,
     LocalEntryNotFoundError,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
@@ -161,7 +163,32 @@ def _verify(name: str, weights: Path, expected: str | None, source: str, evict: 
         )
 
 
+def _hub_answers(repo_id: str, revision: str, cache_dir: str | None) -> bool:
+    """Whether one quick ``HEAD`` reaches the Hub (no retries); ``True`` when the files are all cached already.
+
+    With nothing cached, ``hf_hub_download`` retries network errors and 5xx answers with back-off (about 30 s
+    in all) before giving up. The shipped copy is the same bytes (same pinned SHA-256), so when the Hub does
+    not answer at once it is better to fall back immediately. With the files cached, ``hf_hub_download``
+    already falls back to the cache at once and no probe is made.
+    """
+    cached = [try_to_load_from_cache(repo_id, f, cache_dir=cache_dir, revision=revision) for f in FILES]
+    if all(isinstance(path, str) for path in cached):
+        return True
+    url = hf_hub_url(repo_id, FILES[0], revision=revision, endpoint=endpoint())
+    try:
+        get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except httpx2.TransportError:
+        return False
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        # 404s and the like go to hf_hub_download, which turns them into precise errors.
+        return status not in (408, 429, 500, 502, 503, 504)
+    return True
+
+
 def _download(repo_id: str, revision: str, cache_dir: str | None, local_only: bool) -> dict[str, Path]:
+    if not (local_only or _offline()) and not _hub_answers(repo_id, revision, cache_dir):
+        local_only = True  # the cache, if any, or _Unreachable (and the shipped copy)
     try:
         return {
             f: Path(
