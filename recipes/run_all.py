@@ -30,6 +30,7 @@ from catalog import RECIPES  # noqa: E402
 
 # Book figures for the recipes written by hand (the catalog carries its own).
 BOOK = {
+    "baseline": "88.37 % / 88.64 % test (SGD, 30 epochs; handson-ml2 / handson-ml3)",
     "schedules/one_cycle": "val 89.34 % (1cycle, 25 epochs, batch 128; handson-ml2)",
 }
 # Recipes that need another recipe's output first.
@@ -37,8 +38,26 @@ ORDER_FIRST = ("pretraining/rotation_pretext",)
 
 
 def recipe_files() -> list[Path]:
-    """Every recipe of the table: the catalog's and the schedules' (zoo models are reported by their cards)."""
-    return [r.path for r in RECIPES] + sorted((HERE / "schedules").glob("*.yaml"))
+    """Every recipe of the table: the baseline, the catalog's and the schedules' (zoo models have their cards)."""
+    return [HERE / "baseline.yaml"] + [r.path for r in RECIPES] + sorted((HERE / "schedules").glob("*.yaml"))
+
+
+def recipe_name(path: Path) -> str:
+    """``group/name`` (``baseline`` for the top-level recipe)."""
+    return path.stem if path.parent == HERE else f"{path.parent.name}/{path.stem}"
+
+
+def selected(path: Path, only: list[str] | None) -> bool:
+    """Whether ``--only`` (groups or ``group/name`` recipes) selects ``path``; everything without ``--only``."""
+    return not only or path.parent.name in only or recipe_name(path) in only
+
+
+def capped(path: Path) -> bool:
+    """Whether the stored results ran fewer epochs than the recipe asks for (and did not stop early)."""
+    if not stored(path).exists():
+        return False
+    results = json.loads(stored(path).read_text())
+    return "EarlyStopping" not in json.dumps(results) and results["epochs"] < _max_epochs(path)
 
 
 def run_dir(path: Path) -> Path:
@@ -48,7 +67,7 @@ def run_dir(path: Path) -> Path:
 
 def stored(path: Path) -> Path:
     """Where a recipe's results are kept (committed): ``recipes/results/<group>/<name>.json``."""
-    return HERE / "results" / path.parent.name / f"{path.stem}.json"
+    return HERE / "results" / f"{recipe_name(path)}.json"
 
 
 def _max_epochs(path: Path) -> int:
@@ -117,7 +136,7 @@ def collect(path: Path) -> dict | None:
 
 
 def _book(path: Path) -> str:
-    name = f"{path.parent.name}/{path.stem}"
+    name = recipe_name(path)
     for recipe in RECIPES:
         if recipe.path == path:
             return recipe.book
@@ -149,7 +168,7 @@ def table(paths: list[Path]) -> str:
     ]
     for path in paths:
         results_file = stored(path)
-        name = f"`{path.parent.name}/{path.stem}`"
+        name = f"`{recipe_name(path)}`"
         if not results_file.exists():
             lines.append(f"| {name} | not run | | | | | {_book(path)} | |")
             continue
@@ -200,7 +219,8 @@ def _announce(func, path: Path, smoke: bool) -> None:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="groups to run (default: all)")
+    parser.add_argument("--only", nargs="*", help="groups or group/name recipes to run (default: all)")
+    parser.add_argument("--capped", action="store_true", help="also rerun results with fewer epochs than planned")
     parser.add_argument("--rerun", action="store_true", help="run recipes whose results already exist")
     parser.add_argument("--smoke", action="store_true", help="fast_dev_run every recipe; write nothing")
     parser.add_argument("--table-only", action="store_true", help="only rewrite RESULTS.md from the results on disk")
@@ -220,9 +240,10 @@ def main() -> None:
         todo = [
             p
             for p in paths
-            if (not args.only or p.parent.name in args.only) and (args.smoke or args.rerun or not stored(p).exists())
+            if selected(p, args.only)
+            and (args.smoke or args.rerun or not stored(p).exists() or (args.capped and capped(p)))
         ]
-        first = [p for p in todo if f"{p.parent.name}/{p.stem}" in ORDER_FIRST]
+        first = [p for p in todo if recipe_name(p) in ORDER_FIRST]
         for path in first:
             _announce(run, path, args.smoke)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
