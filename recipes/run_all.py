@@ -74,6 +74,14 @@ def _max_epochs(path: Path) -> int:
     return int(yaml.safe_load(path.read_text())["trainer"].get("max_epochs", 1000))
 
 
+def _cost(path: Path) -> float:
+    """A rough relative run time: epochs times steps per epoch (the 100-layer nets count four times)."""
+    data = yaml.safe_load(path.read_text()).get("data", {}).get("init_args", {})
+    images = data.get("train_size") or (data.get("b_train_size", 200) if data.get("task") == "B" else 55_000)
+    epochs = min(_max_epochs(path), EPOCH_CAP or 10**6)
+    return epochs * images / 55_000 * 32 / data.get("batch_size", 32) * (4 if path.parent.name == "deep" else 1)
+
+
 EPOCH_CAP: int | None = None  # --epoch-cap: shorten long recipes (the results record the epochs actually run)
 
 
@@ -243,6 +251,7 @@ def main() -> None:
             if selected(p, args.only)
             and (args.smoke or args.rerun or not stored(p).exists() or (args.capped and capped(p)))
         ]
+        todo.sort(key=_cost, reverse=True)  # longest first: two workers finish closer together
         first = [p for p in todo if recipe_name(p) in ORDER_FIRST]
         for path in first:
             _announce(run, path, args.smoke)

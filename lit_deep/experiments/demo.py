@@ -16,9 +16,18 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
 from lit_deep.data import CLASS_NAMES
 from lit_deep.experiments._plots import plot_curves, plot_lr, plot_uncertain
-from lit_deep.experiments.transfer import TransferConfig, TransferRun, metrics_table, run_transfer, summarize
+from lit_deep.experiments.transfer import (
+    Hardware,
+    TransferConfig,
+    TransferRun,
+    metrics_table,
+    run_transfer,
+    summarize,
+)
 from lit_deep.uncertainty import reliability_diagram
 
 __all__ = ["main", "parser"]
@@ -58,6 +67,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mc-samples", type=int, default=defaults.mc_samples, help="Monte-Carlo dropout samples")
     p.add_argument("--top", type=int, default=6, help="most uncertain test images to show")
     p.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bars")
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, auto, ...)")
+    p.add_argument("--devices", default="1", help="devices per node, e.g. 2 (with --strategy ddp) or auto")
+    p.add_argument("--num-nodes", type=int, default=1, help="number of nodes (torchrun / SLURM launches)")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (one process per device)")
     return p
 
 
@@ -100,12 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         mc_samples=args.mc_samples,
         max_lr=args.max_lr,
     )
+    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    hardware = Hardware(args.accelerator, devices, args.num_nodes, args.strategy)
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    source = zoo.load(config.source_model)
-    print(f"source model: {config.source_model} ({getattr(source, 'zoo_source', 'hub')})")
-    runs = [run_transfer(source, config, 42 + i, output, progress=not args.no_progress) for i in range(args.seeds)]
+    source = zoo.load(config.source_model)  # under DDP: local rank 0 downloads, the other ranks read its cache
+    if rank_zero_only.rank == 0:
+        print(f"source model: {config.source_model} ({getattr(source, 'zoo_source', 'hub')})")
+    progress = not args.no_progress
+    runs = [run_transfer(source, config, 42 + i, output, progress, hardware) for i in range(args.seeds)]
+    if rank_zero_only.rank != 0:  # every rank evaluated the same synchronised models; rank 0 reports
+        return 0
     names = [CLASS_NAMES[c] for c in config.b_classes]
     table = metrics_table(summarize(runs), len(runs))
     first = runs[0]

@@ -27,7 +27,7 @@ from lit_deep.nn import init_weights
 from lit_deep.schedules import OneCycle
 from lit_deep.uncertainty import MCPrediction, calibration_report, deterministic_probs, mc_predict
 
-__all__ = ["TransferConfig", "TransferRun", "build_models", "run_transfer"]
+__all__ = ["Hardware", "TransferConfig", "TransferRun", "build_models", "run_transfer"]
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,38 @@ def build_models(source: BackboneHead, dropout: float, seed: int) -> dict[str, B
     return {"transfer": transfer, "scratch": scratch}
 
 
+@dataclass(frozen=True)
+class Hardware:
+    """Where the trainings run: Lightning's ``accelerator``, ``devices``, ``num_nodes`` and ``strategy``.
+
+    Under DDP every rank trains on its shard of task B's images (the effective batch is ``devices`` times
+    the configured one), then evaluates the synchronised model on all test images; only rank 0 reports.
+
+    Example::
+
+        >>> Hardware(devices=2, strategy="ddp").devices
+        2
+    """
+
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+
 def _trainer(
-    config: TransferConfig, log_dir: Path, name: str, callbacks: list[pl.Callback], progress: bool
+    config: TransferConfig,
+    log_dir: Path,
+    name: str,
+    callbacks: list[pl.Callback],
+    progress: bool,
+    hardware: Hardware,
 ) -> pl.Trainer:
     return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
+        accelerator=hardware.accelerator,
+        devices=hardware.devices,
+        num_nodes=hardware.num_nodes,
+        strategy=hardware.strategy,
         max_epochs=config.epochs,
         callbacks=[*callbacks, LearningRateMonitor(logging_interval="step")],
         logger=CSVLogger(log_dir, name=name, version=""),
@@ -126,7 +152,12 @@ def _evaluate(
 
 
 def run_transfer(
-    source: BackboneHead, config: TransferConfig, seed: int, output: str | Path, progress: bool = True
+    source: BackboneHead,
+    config: TransferConfig,
+    seed: int,
+    output: str | Path,
+    progress: bool = True,
+    hardware: Hardware | None = None,
 ) -> TransferRun:
     """Train the B-on-A model and its scratch twin with one seed and evaluate both on task B's test images.
 
@@ -136,6 +167,7 @@ def run_transfer(
         seed: seeds the new head, the scratch init, the data order and the MC masks.
         output: folder for the CSV logs (``<output>/seed<seed>/<model>/metrics.csv``).
         progress: show Lightning's progress bars.
+        hardware: where to train (one CPU process by default; e.g. ``Hardware(devices=2, strategy="ddp")``).
 
     Returns:
         The :class:`TransferRun`.
@@ -156,7 +188,7 @@ def run_transfer(
             model, optimizer="nadam", lr=config.max_lr, schedule=functools.partial(OneCycle, max_lr=config.max_lr)
         )
         log_dir = Path(output) / f"seed{seed}"
-        trainer = _trainer(config, log_dir, name, callbacks, progress)
+        trainer = _trainer(config, log_dir, name, callbacks, progress, hardware or Hardware())
         trainer.fit(classifier, datamodule=data)
         logged = trainer.logger.log_dir if trainer.logger else None
         run.log_dirs[name] = Path(logged) if logged else log_dir

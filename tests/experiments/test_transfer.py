@@ -60,3 +60,28 @@ def test_demo_writes_its_report_and_plots(tmp_path: Path, monkeypatch: pytest.Mo
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["source_model"] == "mlp_selu.fmnist_a"
     assert "Most uncertain" in (tmp_path / "report.txt").read_text()
+
+
+@pytest.mark.realdata
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    args = ["--epochs", "2", "--unfreeze-at", "1", "--b-train-size", "64", "--mc-samples", "5", "--no-progress"]
+    args += ["--devices", "2", "--strategy", "ddp", "--output", str(tmp_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_deep.cli", "demo", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Task B: Sandal vs Shirt") == 1  # rank 0 reports, once
+    assert done.stdout.count("source model: mlp_selu.fmnist_a") == 1
+    assert "distributed_backend=gloo" in done.stderr and "All distributed processes registered" in done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    for metrics in results["metrics"][0].values():
+        assert 0.5 <= metrics["mc_accuracy"] <= 1.0
+    for name in ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png"):
+        assert (tmp_path / name).stat().st_size > 0

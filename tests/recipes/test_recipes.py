@@ -58,3 +58,26 @@ def test_recipe_runs_one_batch(
     if path.stem == "rotation_finetune":
         args += ["--model.init_args.model.init_args.checkpoint", str(rotation_checkpoint)]
     assert main(args) == 0
+
+
+@pytest.mark.realdata
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_a_recipe_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    recipe = RECIPES / "batchnorm" / "bn_after.yaml"  # BatchNorm: Lightning swaps in SyncBatchNorm if asked
+    args = ["fit", "--config", str(recipe), "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    args += ["--trainer.sync_batchnorm", "true", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20"]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    args += ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lit_deep.cli", *args], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "All distributed processes registered. Starting with 2 processes" in done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["metrics"]["test_acc"] > 0.5  # 20 steps per rank; the test set is split between the ranks
