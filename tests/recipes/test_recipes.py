@@ -74,9 +74,8 @@ def test_a_recipe_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     args += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
     args += ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "lit_deep.cli", *args], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
-    )
+    command = [sys.executable, "-m", "lit_deep.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All distributed processes registered. Starting with 2 processes" in done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
