@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _global_rank() -> int:
+    """This process's rank (0 without DDP); Lightning sets it from the launcher's environment."""
+    return int(getattr(rank_zero_only, "rank", 0))
+
+
 def _uncertain_report(run: TransferRun, names: Sequence[str], top: int, output: Path) -> str:
     mc = run.mc["transfer"]
     assert run.test_images is not None
@@ -119,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     source = zoo.load(config.source_model)  # under DDP: local rank 0 downloads, the other ranks read its cache
-    if rank_zero_only.rank == 0:
+    if _global_rank() == 0:
         print(f"source model: {config.source_model} ({getattr(source, 'zoo_source', 'hub')})")
     progress = not args.no_progress
     runs = [run_transfer(source, config, 42 + i, output, progress, hardware) for i in range(args.seeds)]
-    if rank_zero_only.rank != 0:  # every rank evaluated the same synchronised models; rank 0 reports
+    if _global_rank() != 0:  # every rank evaluated the same synchronised models; rank 0 reports
         return 0
     names = [CLASS_NAMES[c] for c in config.b_classes]
     table = metrics_table(summarize(runs), len(runs))
