@@ -235,8 +235,8 @@ REGISTRY: dict[str, ZooEntry] = {
             preprocessing=Preprocessing(),
             task="full",
             class_names=CLASS_NAMES,
-            sha256="",
-            metrics={},
+            sha256="78d58db93197f2aa497938bec97b62ac74d6b184ce3ecd243789b13e16ad35d7",
+            metrics={"test_acc": 0.9438, "test_nll": 0.1633, "test_ece": 0.0127},
             summary=(
                 "A small VGG-style CNN trained on 2 CPU cores: two conv blocks (32 then 64 channels; two 3x3 convs "
                 "with BatchNorm and ReLU, then max-pool), a 512-unit dense layer with BatchNorm and dropout 0.2, "

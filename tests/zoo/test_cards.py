@@ -12,8 +12,7 @@ from lit_deep.zoo.cards import card_text, check_repo_files, config_dict, write_r
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(REGISTRY)
-# Entries whose weights are trained and exported; an entry without them (empty sha256) is a known gap, listed
-# explicitly by test_registry.py::test_unpublished_entries_are_exactly_the_known_gaps.
+# Entries whose weights are trained and exported (every entry: test_registry.py::test_every_entry_is_published).
 PUBLISHED = [name for name in NAMES if REGISTRY[name].sha256]
 
 

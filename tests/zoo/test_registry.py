@@ -14,8 +14,7 @@ from lit_deep.zoo._hub import SHIPPED_DIR_ENV, shipped_copy
 from lit_deep.zoo.registry import NAMESPACE_ENV
 
 NAMES = sorted(REGISTRY)
-# Entries whose weights are trained and exported; an entry without them (empty sha256) is a known gap, listed
-# explicitly by test_registry.py::test_unpublished_entries_are_exactly_the_known_gaps.
+# Entries whose weights are trained and exported (every entry: test_registry.py::test_every_entry_is_published).
 PUBLISHED = [name for name in NAMES if REGISTRY[name].sha256]
 
 
@@ -38,9 +37,8 @@ def test_names_are_arch_dot_tag_and_entries_are_frozen() -> None:
             assert len(entry.sha256) == 64 and entry.revision == "main" or len(entry.revision) == 40
 
 
-def test_unpublished_entries_are_exactly_the_known_gaps() -> None:
-    # cnn.fmnist: its 94 % training run did not finish on the 2-core machine in the first session (issue 6).
-    assert sorted(set(NAMES) - set(PUBLISHED)) == ["cnn.fmnist"]
+def test_every_entry_is_published() -> None:
+    assert sorted(set(NAMES) - set(PUBLISHED)) == []
     with pytest.raises(AttributeError):
         REGISTRY["mlp.fmnist"].sha256 = "0" * 64  # type: ignore[misc]
 
