@@ -284,3 +284,27 @@ def test_mc_samples_make_the_test_score_the_mc_mean(tmp_path, batch_size: int) -
     expected = mc_predict(clf.model, x, 8, seed=3, enable_dropout=True, indices=torch.arange(40)).probs
     assert result["test_acc"] == pytest.approx(float((expected.argmax(1) == y).float().mean()))
     assert result["test_nll"] == pytest.approx(float(-expected[torch.arange(40), y].log().mean()), rel=1e-5)
+
+
+class LossRecorder(Classifier):
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.losses = [*getattr(self, "losses", []), float(loss)]
+        return loss
+
+
+def test_train_loss_is_logged_on_the_loggers_steps_and_each_epochs_last(tiny_fmnist, tmp_path) -> None:
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    clf = LossRecorder(MLP(hidden=(16,), seed=0), optimizer="sgd", lr=0.05)
+    logger = CSVLogger(tmp_path, name="log", version="")
+    trainer = _trainer(tmp_path, limit_train_batches=None, logger=logger, log_every_n_steps=3)
+    trainer.fit(clf, _dm(tiny_fmnist))  # 2 epochs of 7 steps
+    with open(tmp_path / "log" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["train_loss"]]
+    assert [int(r["step"]) for r in rows] == [2, 5, 8, 11]  # every third step, as Lightning writes them
+    for row in rows:
+        assert float(row["train_loss"]) == pytest.approx(clf.losses[int(row["step"])], rel=1e-6)
+    assert float(trainer.callback_metrics["train_loss"]) == pytest.approx(clf.losses[-1], rel=1e-6)  # step 13
