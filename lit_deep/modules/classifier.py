@@ -231,8 +231,9 @@ class Classifier(pl.LightningModule):
 
         ``train_loss`` (this step's loss) is logged on the steps whose metrics Lightning sends to the loggers
         (every ``Trainer(log_every_n_steps=...)`` steps, 50 by default) and on each epoch's last step; the
-        progress bar and ``trainer.callback_metrics`` show the latest of those. A ``self.log`` call costs about half a millisecond of Lightning bookkeeping, which was 15 %
-        of a small MLP's epoch at batch 32 when paid on every step; ``log_every_n_steps=1`` logs them all.
+        progress bar and ``trainer.callback_metrics`` show the latest of those. A ``self.log`` call costs about
+        half a millisecond of Lightning bookkeeping, 15 % of a small MLP's epoch at batch 32 when paid on every
+        step; ``log_every_n_steps=1`` logs them all.
         """
         loss = self._shared_step(batch, "train")
         trainer = self.trainer
