@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
         description="Transfer learning from the zoo: task B (two classes, few images) with the reused backbone of "
         "a pretrained model vs the same net from scratch; MC-dropout uncertainty; plots.",
     )
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (42, 43, ...); mean +- std when > 1")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (42, 43, ...); mean +- std when > 1")
     p.add_argument("--output", type=Path, default=Path("out/demo"), help="folder for the logs, plots and report")
     p.add_argument("--source-model", default=defaults.source_model, help="zoo model whose backbone is reused")
     p.add_argument(

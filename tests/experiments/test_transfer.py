@@ -70,7 +70,8 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    args = ["--epochs", "2", "--unfreeze-at", "1", "--b-train-size", "64", "--mc-samples", "5", "--no-progress"]
+    args = ["--seeds", "1", "--epochs", "2", "--unfreeze-at", "1", "--b-train-size", "64", "--mc-samples", "5"]
+    args += ["--no-progress"]
     args += ["--devices", "2", "--strategy", "ddp", "--output", str(tmp_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
