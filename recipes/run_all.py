@@ -33,6 +33,12 @@ BOOK = {
     "baseline": "88.37 % / 88.64 % test (SGD, 30 epochs; handson-ml2 / handson-ml3)",
     "schedules/one_cycle": "val 89.34 % (1cycle, 25 epochs, batch 128; handson-ml2)",
 }
+# What the figures alone do not say (observations from the runs' logs).
+NOTES = {
+    "schedules/piecewise": "Nadam at 0.01 is too fast for this SELU net: val accuracy fell to 58 % by epoch 3 and "
+    "recovered only partly after the steps down (exponential decay starts at the same rate but leaves it sooner)",
+    "deep/relu_he_100": "100 ReLU layers train far worse than 100 SELU layers in the same 5 epochs",
+}
 # Recipes that need another recipe's output first.
 ORDER_FIRST = ("pretraining/rotation_pretext",)
 
@@ -57,7 +63,11 @@ def capped(path: Path) -> bool:
     if not stored(path).exists():
         return False
     results = json.loads(stored(path).read_text())
-    return "EarlyStopping" not in json.dumps(results) and results["epochs"] < _max_epochs(path)
+    return not _early_stopping(path) and results["epochs"] < _max_epochs(path)
+
+
+def _early_stopping(path: Path) -> bool:
+    return "EarlyStopping" in path.read_text()
 
 
 def run_dir(path: Path) -> Path:
@@ -162,9 +172,11 @@ def _extra(results: dict) -> str:
     return "; ".join(notes)
 
 
-def _epochs(results: dict) -> str:
+def _epochs(path: Path, results: dict) -> str:
     planned = results.get("recipe_max_epochs")
-    if planned and planned != results["epochs"] and "EarlyStopping" not in json.dumps(results):
+    if planned and planned != results["epochs"]:
+        if _early_stopping(path):
+            return f"{results['epochs']} (early stop; max {planned})"
         return f"{results['epochs']} (recipe: {planned})"
     return str(results["epochs"])
 
@@ -185,13 +197,13 @@ def table(paths: list[Path]) -> str:
         test = f"{100 * m['test_acc']:.2f}" if "test_acc" in m else "-"
         val = f"{100 * m['val_acc']:.2f}" if "val_acc" in m else "-"
         nll = f"{m['test_nll']:.4f}" if "test_nll" in m else "-"
-        notes = _extra(r)
+        notes = "; ".join(n for n in (NOTES.get(recipe_name(path), ""), _extra(r)) if n)
         if "sparsity" in m:
             notes = f"sparsity {100 * m['sparsity']:.1f} %" + (f"; {notes}" if notes else "")
         if "val_acc" not in m and "train_acc" in m:
             notes = f"pretext (rotation) accuracy, train {100 * m['train_acc']:.2f} %" + (f"; {notes}" if notes else "")
         lines.append(
-            f"| {name} | {test} | {val} | {nll} | {_epochs(r)} | {r['fit_seconds'] / 60:.1f} min "
+            f"| {name} | {test} | {val} | {nll} | {_epochs(path, r)} | {r['fit_seconds'] / 60:.1f} min "
             f"| {_book(path)} | {notes} |"
         )
     return "\n".join(lines)

@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.seeds < 1:
         raise SystemExit(f"--seeds: must be at least 1, got {args.seeds}")
+    if not ((args.devices.isdigit() and int(args.devices) > 0) or args.devices in ("auto", "-1")):
+        raise SystemExit(f"--devices: expected a positive number, 'auto' or -1, got {args.devices!r}")
+    if args.num_nodes < 1:
+        raise SystemExit(f"--num-nodes: must be at least 1, got {args.num_nodes}")
     config = TransferConfig(
         source_model=args.source_model,
         b_classes=(args.b_classes[0], args.b_classes[1]),
@@ -118,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mc_samples=args.mc_samples,
         max_lr=args.max_lr,
     )
-    devices: int | str = int(args.devices) if args.devices.isdigit() else args.devices
+    devices: int | str = int(args.devices) if args.devices.lstrip("-").isdigit() else args.devices
     hardware = Hardware(args.accelerator, devices, args.num_nodes, args.strategy)
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)

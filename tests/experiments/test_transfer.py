@@ -86,3 +86,18 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
         assert 0.5 <= metrics["mc_accuracy"] <= 1.0
     for name in ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seeds", "0"], "--seeds: must be at least 1, got 0"),
+        (["--devices", "two"], "--devices: expected a positive number, 'auto' or -1, got 'two'"),
+        (["--devices", "0"], "--devices: expected a positive number, 'auto' or -1, got '0'"),
+        (["--num-nodes", "0"], "--num-nodes: must be at least 1, got 0"),
+    ],
+)
+def test_demo_rejects_bad_options_before_any_work(argv: list[str], message: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=message):
+        demo_main([*argv, "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
