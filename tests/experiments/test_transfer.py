@@ -70,8 +70,8 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    args = ["--seeds", "1", "--epochs", "2", "--unfreeze-at", "1", "--b-train-size", "64", "--mc-samples", "5"]
-    args += ["--no-progress"]
+    # 200 images: 100 per rank, 4 steps an epoch; enough steps for both models to learn task B.
+    args = ["--seeds", "1", "--epochs", "6", "--unfreeze-at", "2", "--mc-samples", "5", "--no-progress"]
     args += ["--devices", "2", "--strategy", "ddp", "--output", str(tmp_path)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -83,7 +83,7 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert "distributed_backend=gloo" in done.stderr and "All distributed processes registered" in done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     for metrics in results["metrics"][0].values():
-        assert 0.5 <= metrics["mc_accuracy"] <= 1.0
+        assert 0.9 <= metrics["mc_accuracy"] <= 1.0
     for name in ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png"):
         assert (tmp_path / name).stat().st_size > 0
 

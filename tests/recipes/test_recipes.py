@@ -68,9 +68,9 @@ def test_a_recipe_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     import os
     import subprocess
 
-    recipe = RECIPES / "batchnorm" / "bn_after.yaml"  # BatchNorm: Lightning swaps in SyncBatchNorm if asked
+    recipe = RECIPES / "batchnorm" / "bn_after.yaml"  # BatchNorm: per-process statistics (SyncBatchNorm is GPU-only)
     args = ["fit", "--config", str(recipe), "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    args += ["--trainer.sync_batchnorm", "true", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20"]
+    args += ["--trainer.max_epochs", "1"]  # one epoch: 860 steps of 32 images on each rank
     args += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
     args += ["--trainer.logger", "false", "--trainer.callbacks", "[]", "--trainer.enable_checkpointing", "false"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -79,4 +79,4 @@ def test_a_recipe_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "All distributed processes registered. Starting with 2 processes" in done.stderr
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["metrics"]["test_acc"] > 0.5  # 20 steps per rank; the test set is split between the ranks
+    assert results["metrics"]["test_acc"] > 0.6  # SGD at the book's 0.001; the test set is split between the ranks
