@@ -237,7 +237,7 @@ class Classifier(pl.LightningModule):
         """
         loss = self._shared_step(batch, "train")
         trainer = self.trainer
-        every = trainer.log_every_n_steps
+        every: int = getattr(trainer, "log_every_n_steps", 50)  # set by the logger connector, not declared
         to_loggers = bool(every) and (trainer.global_step + 1) % every == 0  # Lightning's test for logger updates
         if to_loggers or batch_idx + 1 == trainer.num_training_batches:
             self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
