@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
 
-__all__ = ["COMMANDS", "LitDeepCLI", "main", "write_results"]
+__all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "write_results"]
 
 #: verb -> "module:function" taking the remaining arguments and returning an exit code.
 COMMANDS: dict[str, str] = {"zoo": "lit_deep.zoo.cli:main", "demo": "lit_deep.experiments.demo:main"}
@@ -124,21 +124,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         True
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in COMMANDS:
-        return _run_extra(args[0], args[1:])
-    if args and args[0] in ("-h", "--help") and COMMANDS:
-        print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
-    LitDeepCLI(
-        pl.LightningModule,  # Classifier, AutoencoderModule or any LightningModule, chosen by class_path
-        FashionMNISTDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"description": "Train deep networks the book's way (lit_deep)."},
-        auto_configure_optimizers=False,
-    )
-    return 0
+    try:
+        if args and args[0] in COMMANDS:
+            return _run_extra(args[0], args[1:])
+        if args and args[0] in ("-h", "--help") and COMMANDS:
+            print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
+        LitDeepCLI(
+            pl.LightningModule,  # Classifier, AutoencoderModule or any LightningModule, chosen by class_path
+            FashionMNISTDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": "Train deep networks the book's way (lit_deep)."},
+            auto_configure_optimizers=False,
+        )
+        return 0
+    finally:
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """Destroy the ``torch.distributed`` process group, if one is up (no-op otherwise).
+
+    Lightning leaves the group of a DDP run alive until the interpreter exits, where tearing down gloo's
+    threads occasionally aborts the process ("terminate called without an active exception") after a
+    successful run. Ending it explicitly once the work is done avoids that.
+
+    Example::
+
+        >>> release_process_group()  # nothing to release in a single process
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

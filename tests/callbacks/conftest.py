@@ -22,6 +22,7 @@ DDP_SCRIPT = textwrap.dedent(
 
     from lit_deep import Classifier
     from lit_deep.callbacks import FreezeUnfreeze, MaxNorm
+    from lit_deep.cli import release_process_group
     from lit_deep.data import FashionMNISTDataModule
     from lit_deep.models import MLP
 
@@ -73,6 +74,7 @@ DDP_SCRIPT = textwrap.dedent(
     ours = Classifier(model(), optimizer="adamw", lr=0.01, weight_decay=0.01)
     fit("ours", ours, [FreezeUnfreeze("backbone", UNFREEZE, lr_factor=0.1), MaxNorm(1.0, modules="backbone")])
     fit("lightning", LitBackbone(model(), lr=0.01), [BackboneFinetuning(unfreeze_backbone_at_epoch=UNFREEZE)])
+    release_process_group()
     """
 )
 

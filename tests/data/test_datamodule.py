@@ -236,6 +236,7 @@ import sys
 import torch
 import lightning.pytorch as pl
 from lit_deep import Classifier
+from lit_deep.cli import release_process_group
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 
@@ -282,6 +283,7 @@ if __name__ == "__main__":
                 "val_weight": val_weight, "test_weight": model.test_weight, "val_metrics": val,
                 "test_metrics": test, "state": model.model.state_dict()},
                f"{out}/rank{trainer.global_rank}.pt")
+    release_process_group()
 """
 
 

@@ -113,6 +113,7 @@ import functools, json, sys
 sys.path.insert(0, {root!r})
 import lightning.pytorch as pl
 from lit_deep.data import FashionMNISTDataModule
+from lit_deep.cli import release_process_group
 from lit_deep.schedules import OneCycle
 from tests.schedules.conftest import LRRecorder, tiny_classifier, tiny_trainer
 from pathlib import Path
@@ -128,6 +129,7 @@ if __name__ == "__main__":
     result = {{"total": scheduler.total_steps, "global_step": trainer.global_step, "last": scheduler.last_epoch,
               "batches": trainer.num_training_batches, "lrs": recorder.lrs}}
     Path({out!r}, f"rank{{trainer.global_rank}}.json").write_text(json.dumps(result))
+    release_process_group()  # end gloo before interpreter exit (an exit-time abort otherwise, now and then)
 """
 
 

@@ -70,6 +70,7 @@ import sys
 import lightning.pytorch as pl
 import torch
 from lit_deep import Classifier
+from lit_deep.cli import release_process_group
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 
@@ -84,6 +85,7 @@ if __name__ == "__main__":
     preds = trainer.predict(clf, dm)
     local = torch.cat([i for i, _ in clf.mc_predictor._parts[0]])
     torch.save({"preds": preds, "local": local}, f"{out}/rank{trainer.global_rank}.pt")
+    release_process_group()
 """
 
 

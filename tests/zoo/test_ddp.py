@@ -54,6 +54,7 @@ _LIGHTNING = """
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, TensorDataset
 from lit_deep import Classifier
+from lit_deep.cli import release_process_group
 
 # Lightning starts rank 1 by re-running this script (LOCAL_RANK=1) before any process group exists.
 module = Classifier.from_zoo(config["name"], num_classes=2, cache_dir=CACHE, lr=0.01)
@@ -63,6 +64,7 @@ trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1,
 trainer.fit(module, DataLoader(data, batch_size=8))
 state = {k: v.contiguous() for k, v in module.model.state_dict().items()}
 save_file(state, str(OUT / f"rank{trainer.global_rank}.safetensors"))
+release_process_group()
 """
 
 
