@@ -42,7 +42,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(PY) benchmarks/epoch_time.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/epoch_time.py --repeats 5
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs lightning_logs
