@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
 from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups
 from lit_deep.modules._spec import build_model, model_spec
 from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
@@ -88,7 +89,8 @@ class AutoencoderModule(pl.LightningModule):
         self.loss_name = loss
         for stage in _STAGES:
             setattr(self, f"{stage}_mse", MeanMetric())
-            setattr(self, f"{stage}_recon", MeanMetric())
+            if stage != "train":  # the training loss is logged per step, not accumulated
+                setattr(self, f"{stage}_recon", MeanMetric())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x``."""
@@ -113,20 +115,25 @@ class AutoencoderModule(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         recon = self(x)
         per_image = self.reconstruction_loss(recon, x)
-        mse, loss_metric = getattr(self, f"{stage}_mse"), getattr(self, f"{stage}_recon")
+        mse = getattr(self, f"{stage}_mse")
         mse.update((recon.detach() - x).pow(2).flatten(1).mean(dim=1))
-        loss_metric.update(per_image.detach())
-        batch_size = x.shape[0]
-        self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=batch_size)
-        if stage != "train":
+        if stage != "train":  # training: train_loss per logged step, train_mse per epoch (lit_deep.modules._logging)
+            loss_metric = getattr(self, f"{stage}_recon")
+            loss_metric.update(per_image.detach())
+            batch_size = x.shape[0]
+            self.log(f"{stage}_mse", mse, on_step=False, on_epoch=True, batch_size=batch_size)
             self.log(f"{stage}_loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         return per_image.mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """One training step: the mean reconstruction loss."""
+        """One training step: the mean reconstruction loss (``train_loss`` logged on the loggers' steps)."""
         loss = self._shared_step(batch, "train")
-        self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        log_train_loss(self, loss, batch_idx)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's ``train_mse`` (reduced over DDP ranks by torchmetrics) and reset it."""
+        log_train_epoch_metrics(self, ("train_mse",))
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Update the validation metrics."""

@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
+from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
 from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups, penalised_weights
 from lit_deep.modules._spec import build_model, model_spec
 from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
@@ -236,21 +237,12 @@ class Classifier(pl.LightningModule):
         step; ``log_every_n_steps=1`` logs them all.
         """
         loss = self._shared_step(batch, "train")
-        trainer = self.trainer
-        every: int = getattr(trainer, "log_every_n_steps", 50)  # set by the logger connector, not declared
-        to_loggers = bool(every) and (trainer.global_step + 1) % every == 0  # Lightning's test for logger updates
-        if to_loggers or batch_idx + 1 == trainer.num_training_batches:
-            self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+        log_train_loss(self, loss, batch_idx)
         return loss
 
     def on_train_epoch_end(self) -> None:
         """Log the epoch's ``train_acc`` and ``train_nll`` (reduced over DDP ranks by torchmetrics) and reset."""
-        for name in ("train_acc", "train_nll"):
-            metric: Metric = getattr(self, name)
-            if metric.update_count:  # an epoch with no training batch (limit_train_batches=0) logs nothing
-                # compute() already gathers every rank's state; sync_dist would only average equal values.
-                self.log(name, metric.compute(), prog_bar=name == "train_acc", sync_dist=True)
-            metric.reset()
+        log_train_epoch_metrics(self, ("train_acc", "train_nll"), prog_bar=("train_acc",))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         """Update the validation metrics."""

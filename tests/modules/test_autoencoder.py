@@ -66,6 +66,7 @@ def test_fit_lowers_the_reconstruction_error_and_logs_every_stage(tiny_fmnist: F
     trainer = _trainer(tmp_path, epochs=5)
     trainer.fit(module, dm)
     assert trainer.callback_metrics["val_loss"] < before
+    assert {"train_loss", "train_mse", "val_mse"} <= set(trainer.callback_metrics)  # train_mse: once per epoch
     tested = trainer.test(module, dm, verbose=False)[0]
     assert {"test_loss", "test_mse"} <= set(tested)
     recon = trainer.predict(module, dm)[0]
