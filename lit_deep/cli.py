@@ -124,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         True
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    group_was_up = _group_is_up()  # a caller's own process group is the caller's to end
     try:
         if args and args[0] in COMMANDS:
             return _run_extra(args[0], args[1:])
@@ -141,7 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     finally:
-        release_process_group()
+        if not group_was_up:
+            release_process_group()
+
+
+def _group_is_up() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def release_process_group() -> None:
@@ -153,11 +161,14 @@ def release_process_group() -> None:
 
     Example::
 
+        >>> import torch.distributed as dist
         >>> release_process_group()  # nothing to release in a single process
+        >>> dist.is_initialized()
+        False
     """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if _group_is_up():
         dist.destroy_process_group()
 
 

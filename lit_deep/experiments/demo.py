@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -68,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=6, help="most uncertain test images to show")
     p.add_argument("--no-progress", action="store_true", help="hide Lightning's progress bars")
     p.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, auto, ...)")
-    p.add_argument("--devices", default="1", help="devices per node, e.g. 2 (with --strategy ddp) or auto")
+    p.add_argument("--devices", default="1", help="devices per node: a count (2 with --strategy ddp), ids 0,1, auto")
     p.add_argument("--num-nodes", type=int, default=1, help="number of nodes (torchrun / SLURM launches)")
     p.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (one process per device)")
     return p
@@ -109,8 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.seeds < 1:
         raise SystemExit(f"--seeds: must be at least 1, got {args.seeds}")
-    if not ((args.devices.isdigit() and int(args.devices) > 0) or args.devices in ("auto", "-1")):
-        raise SystemExit(f"--devices: expected a positive number, 'auto' or -1, got {args.devices!r}")
+    if not (
+        (args.devices.isdigit() and int(args.devices) > 0)
+        or args.devices in ("auto", "-1")
+        or re.fullmatch(r"\d+(,\d*)+", args.devices)  # device ids as Lightning takes them: 0,1 or 0,
+    ):
+        raise SystemExit(f"--devices: expected a count, ids like 0,1, 'auto' or -1, got {args.devices!r}")
     if args.num_nodes < 1:
         raise SystemExit(f"--num-nodes: must be at least 1, got {args.num_nodes}")
     config = TransferConfig(

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
+from torch.utils.data import RandomSampler
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
@@ -22,6 +23,18 @@ from lit_deep.uncertainty.prediction import MCPrediction
 __all__ = ["Classifier", "ScheduleFactory"]
 
 _STAGES = ("train", "val", "test")
+
+
+def _shuffles(loader: object) -> bool:
+    """Whether ``loader``'s (batch) sampler, or a sampler it wraps, draws a random order."""
+    for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        for _ in range(4):  # samplers wrap samplers a few levels deep at most
+            if sampler is None:
+                break
+            if isinstance(sampler, RandomSampler) or getattr(sampler, "shuffle", False) is True:
+                return True
+            sampler = getattr(sampler, "sampler", None)
+    return False
 
 
 def _num_outputs(model: nn.Module) -> int | None:
@@ -232,9 +245,9 @@ class Classifier(pl.LightningModule):
 
         ``train_loss`` (this step's loss) is logged on the steps whose metrics Lightning sends to the loggers
         (every ``Trainer(log_every_n_steps=...)`` steps, 50 by default) and on each epoch's last step; the
-        progress bar and ``trainer.callback_metrics`` show the latest of those. A ``self.log`` call costs about
-        half a millisecond of Lightning bookkeeping, 15 % of a small MLP's epoch at batch 32 when paid on every
-        step; ``log_every_n_steps=1`` logs them all.
+        progress bar and ``trainer.callback_metrics`` show the latest of those (logging every step made the
+        300-100 MLP's epoch 1.4x longer at batch 32; see :mod:`lit_deep.modules._logging`).
+        ``log_every_n_steps=1`` logs them all.
         """
         loss = self._shared_step(batch, "train")
         log_train_loss(self, loss, batch_idx)
@@ -286,12 +299,17 @@ class Classifier(pl.LightningModule):
         self.log("test_nll", mean_nll, on_step=False, on_epoch=True, batch_size=y.shape[0])
 
     def on_test_start(self) -> None:
-        """MC test scoring: read the test batches' dataset indices (they seed each image's dropout masks)."""
+        """MC test scoring: read the test batches' dataset indices (they seed each image's dropout masks).
+
+        Only from a sampler that iterates in a fixed order: drawing a shuffling sampler's order here would not
+        give the order the loop then draws (and would consume random numbers). A shuffled test loader seeds
+        by position in the loop instead.
+        """
         from lit_deep.uncertainty._lightning import index_batches
 
         loaders = self.trainer.test_dataloaders
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        self._test_batches = index_batches(first) if self.mc_samples else None
+        self._test_batches = index_batches(first) if self.mc_samples and not _shuffles(first) else None
         self._test_seen = 0
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | MCPrediction:

@@ -6,7 +6,8 @@
   and blob), so the next call downloads again instead of trusting it.
 * Under DDP only local rank 0 downloads; the other ranks wait (a barrier when ``torch.distributed`` is
   initialised, else polling the cache, as when Lightning has launched the ranks but not yet set up the
-  process group) and then read the cache without touching the network.
+  process group) and then read the cache without touching the network; when one quick request shows the Hub
+  cannot serve the files (so rank 0 will not fill the cache), they fall back as rank 0 does, at once.
 * When the Hub cannot be reached (or the repo is not published there) and nothing is cached, the copy shipped
   in the package (``lit_deep/_zoo_files/<name>``, or ``$LIT_DEEP_ZOO_DIR/<name>``) is used after the same
   check, with one log line. With nothing cached, one quick ``HEAD`` (no retries) decides whether the Hub
@@ -163,31 +164,32 @@ def _verify(name: str, weights: Path, expected: str | None, source: str, evict: 
         )
 
 
-def _hub_answers(repo_id: str, revision: str, cache_dir: str | None) -> bool:
-    """Whether one quick ``HEAD`` reaches the Hub (no retries); ``True`` when the files are all cached already.
+def _probe(repo_id: str, revision: str, cache_dir: str | None) -> str:
+    """One quick ``HEAD`` (no retries): ``"cached"``, ``"serves"``, ``"unreachable"`` or ``"refuses"``.
 
-    With nothing cached, ``hf_hub_download`` retries network errors and 5xx answers with back-off (about 30 s
-    in all) before giving up. The shipped copy is the same bytes (same pinned SHA-256), so when the Hub does
-    not answer at once it is better to fall back immediately. With the files cached, ``hf_hub_download``
-    already falls back to the cache at once and no probe is made.
+    ``"cached"``: every file is in the Hub cache already (no request made). ``"unreachable"``: no answer, or
+    one that says to try later (408, 429, 5xx). ``"refuses"``: another error (404 and the like), which
+    ``hf_hub_download`` turns into a precise error. With nothing cached, ``hf_hub_download`` itself retries
+    network errors and 5xx answers with back-off (about 30 s in all) before giving up; the shipped copy is
+    the same bytes (same pinned SHA-256), so when the Hub does not answer at once it is better to fall back
+    immediately.
     """
     cached = [try_to_load_from_cache(repo_id, f, cache_dir=cache_dir, revision=revision) for f in FILES]
     if all(isinstance(path, str) for path in cached):
-        return True
+        return "cached"
     url = hf_hub_url(repo_id, FILES[0], revision=revision, endpoint=endpoint())
     try:
         get_hf_file_metadata(url, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except httpx2.TransportError:
-        return False
+    except httpx2.RequestError:
+        return "unreachable"
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else None
-        # 404s and the like go to hf_hub_download, which turns them into precise errors.
-        return status not in (408, 429, 500, 502, 503, 504)
-    return True
+        return "unreachable" if status in (408, 429, 500, 502, 503, 504) else "refuses"
+    return "serves"
 
 
 def _download(repo_id: str, revision: str, cache_dir: str | None, local_only: bool) -> dict[str, Path]:
-    if not (local_only or _offline()) and not _hub_answers(repo_id, revision, cache_dir):
+    if not (local_only or _offline()) and _probe(repo_id, revision, cache_dir) == "unreachable":
         local_only = True  # the cache, if any, or _Unreachable (and the shipped copy)
     try:
         return {
@@ -232,8 +234,8 @@ def _local_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _coordinated(retrieve: Callable[[bool], Fetched]) -> Fetched:
-    """Run ``retrieve(local_only)`` so that only local rank 0 touches the network."""
+def _coordinated(retrieve: Callable[[bool], Fetched], probe: Callable[[], str]) -> Fetched:
+    """Run ``retrieve(local_only)`` so that only local rank 0 touches the network (while it can fill the cache)."""
     if dist.is_available() and dist.is_initialized():
         rank0 = _local_rank() == 0
         result: Fetched | None = None
@@ -251,10 +253,16 @@ def _coordinated(retrieve: Callable[[bool], Fetched]) -> Fetched:
         return retrieve(False)
     # Ranks launched (e.g. by Lightning) before the process group exists: wait for rank 0 to fill the cache.
     deadline = time.monotonic() + float(os.environ.get(WAIT_ENV, "300"))
+    first = True
     while time.monotonic() < deadline:
         try:
             return retrieve(True)
         except _Unreachable:
+            if first and probe() not in ("serves", "cached"):
+                # Rank 0 cannot fill the cache either (Hub down, repo not there): do what it does, at once,
+                # instead of waiting for a download that will not come.
+                return retrieve(False)
+            first = False
             time.sleep(0.2)
     return retrieve(False)
 
@@ -278,7 +286,8 @@ def fetch(name: str, repo_id: str, revision: str, cache_dir: str | None, expecte
     """
     try:
         return _coordinated(
-            lambda local_only: _retrieve(name, repo_id, revision, cache_dir, expected_sha256, local_only)
+            lambda local_only: _retrieve(name, repo_id, revision, cache_dir, expected_sha256, local_only),
+            lambda: _probe(repo_id, revision, cache_dir),
         )
     except _Unreachable as err:
         reason = str(err)

@@ -92,8 +92,8 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["--seeds", "0"], "--seeds: must be at least 1, got 0"),
-        (["--devices", "two"], "--devices: expected a positive number, 'auto' or -1, got 'two'"),
-        (["--devices", "0"], "--devices: expected a positive number, 'auto' or -1, got '0'"),
+        (["--devices", "two"], "--devices: expected a count, ids like 0,1, 'auto' or -1, got 'two'"),
+        (["--devices", "0"], "--devices: expected a count, ids like 0,1, 'auto' or -1, got '0'"),
         (["--num-nodes", "0"], "--num-nodes: must be at least 1, got 0"),
     ],
 )

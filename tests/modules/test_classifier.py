@@ -308,3 +308,30 @@ def test_train_loss_is_logged_on_the_loggers_steps_and_each_epochs_last(tiny_fmn
     for row in rows:
         assert float(row["train_loss"]) == pytest.approx(clf.losses[int(row["step"])], rel=1e-6)
     assert float(trainer.callback_metrics["train_loss"]) == pytest.approx(clf.losses[-1], rel=1e-6)  # step 13
+
+
+def test_mc_test_scoring_with_a_shuffled_loader_seeds_by_position_and_leaves_the_rng_alone(tmp_path) -> None:
+    torch.manual_seed(0)
+    x, y = torch.rand(40, 1, 28, 28), torch.arange(40) % 10
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+
+    def test_order(mc_samples: int) -> tuple[torch.Tensor, Classifier]:
+        clf = Classifier(MLP(hidden=(16,), dropout=0.3, dropout_kind="mc", seed=0), mc_samples=mc_samples, mc_seed=3)
+        seen: list[torch.Tensor] = []
+        recorder = pl.Callback()
+        recorder.on_test_batch_start = lambda trainer, module, batch, *args: seen.append(batch[1])  # type: ignore[method-assign]
+        trainer = pl.Trainer(
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+            callbacks=[recorder],
+        )
+        torch.manual_seed(1)
+        trainer.test(clf, loader, verbose=False)
+        return torch.cat(seen), clf
+
+    plain, _ = test_order(0)
+    mc, clf = test_order(4)
+    assert clf._test_batches is None  # a shuffling sampler's order is not read ahead...
+    assert torch.equal(mc, plain)  # ...so the loop draws the same order as without MC scoring
