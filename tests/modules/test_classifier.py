@@ -335,3 +335,19 @@ def test_mc_test_scoring_with_a_shuffled_loader_seeds_by_position_and_leaves_the
     mc, clf = test_order(4)
     assert clf._test_batches is None  # a shuffling sampler's order is not read ahead...
     assert torch.equal(mc, plain)  # ...so the loop draws the same order as without MC scoring
+
+
+@pytest.mark.parametrize("num_classes", [10, 1])  # cross-entropy and the one-logit BCE path
+def test_train_metrics_are_the_epoch_means_over_every_training_image(tiny_fmnist, tmp_path, num_classes) -> None:
+    clf = Classifier(MLP(hidden=(16,), num_classes=num_classes, seed=0), optimizer="sgd", lr=1e-12)  # frozen in effect
+    dm = _dm(tiny_fmnist, task="full" if num_classes == 10 else "B", **({} if num_classes == 10 else {"b_train_size": 4}))
+    trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=None)
+    trainer.fit(clf, dm)
+    assert dm.train_set is not None
+    x, y = dm.train_set.inputs, dm.train_set.targets
+    with torch.no_grad():
+        logits = clf.model.eval()(x)
+        nll = clf._per_sample_nll(logits, y)
+        preds = (logits.squeeze(-1) > 0).long() if num_classes == 1 else logits.argmax(-1)
+    assert float(trainer.callback_metrics["train_acc"]) == pytest.approx(float((preds == y).float().mean()), abs=1e-6)
+    assert float(trainer.callback_metrics["train_nll"]) == pytest.approx(float(nll.mean()), rel=1e-5)
