@@ -340,7 +340,8 @@ def test_mc_test_scoring_with_a_shuffled_loader_seeds_by_position_and_leaves_the
 @pytest.mark.parametrize("num_classes", [10, 1])  # cross-entropy and the one-logit BCE path
 def test_train_metrics_are_the_epoch_means_over_every_training_image(tiny_fmnist, tmp_path, num_classes) -> None:
     clf = Classifier(MLP(hidden=(16,), num_classes=num_classes, seed=0), optimizer="sgd", lr=1e-12)  # frozen in effect
-    dm = _dm(tiny_fmnist, task="full" if num_classes == 10 else "B", **({} if num_classes == 10 else {"b_train_size": 4}))
+    task = {"task": "full"} if num_classes == 10 else {"task": "B", "b_train_size": 4}
+    dm = _dm(tiny_fmnist, **task)
     trainer = _trainer(tmp_path, max_epochs=1, limit_train_batches=None)
     trainer.fit(clf, dm)
     assert dm.train_set is not None
