@@ -65,12 +65,12 @@ def capped(path: Path) -> bool:
     if not stored(path).exists():
         return False
     results = json.loads(stored(path).read_text())
-    stopped_early = _early_stopping(path) and not results.get("epoch_cap")
-    return not stopped_early and results["epochs"] < _max_epochs(path)
+    return not _stopped_early(path, results) and results["epochs"] < _max_epochs(path)
 
 
-def _early_stopping(path: Path) -> bool:
-    return "EarlyStopping" in path.read_text()
+def _stopped_early(path: Path, results: dict) -> bool:
+    """Whether a run short of its recipe's epochs ended by EarlyStopping rather than by ``--epoch-cap``."""
+    return "EarlyStopping" in path.read_text() and not results.get("epoch_cap")
 
 
 def run_dir(path: Path) -> Path:
@@ -180,7 +180,7 @@ def _extra(results: dict) -> str:
 def _epochs(path: Path, results: dict) -> str:
     planned = results.get("recipe_max_epochs")
     if planned and planned != results["epochs"]:
-        if _early_stopping(path) and not results.get("epoch_cap"):
+        if _stopped_early(path, results):
             return f"{results['epochs']} (early stop; max {planned})"
         return f"{results['epochs']} (recipe: {planned})"
     return str(results["epochs"])

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
-from torch.utils.data import RandomSampler
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
@@ -23,18 +22,6 @@ from lit_deep.uncertainty.prediction import MCPrediction
 __all__ = ["Classifier", "ScheduleFactory"]
 
 _STAGES = ("train", "val", "test")
-
-
-def _shuffles(loader: object) -> bool:
-    """Whether ``loader``'s (batch) sampler, or a sampler it wraps, draws a random order."""
-    for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
-        for _ in range(4):  # samplers wrap samplers a few levels deep at most
-            if sampler is None:
-                break
-            if isinstance(sampler, RandomSampler) or getattr(sampler, "shuffle", False) is True:
-                return True
-            sampler = getattr(sampler, "sampler", None)
-    return False
 
 
 def _num_outputs(model: nn.Module) -> int | None:
@@ -319,11 +306,11 @@ class Classifier(pl.LightningModule):
         give the order the loop then draws (and would consume random numbers). A shuffled test loader seeds
         by position in the loop instead.
         """
-        from lit_deep.uncertainty._lightning import index_batches
+        from lit_deep.uncertainty._lightning import index_batches, shuffles
 
         loaders = self.trainer.test_dataloaders
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-        self._test_batches = index_batches(first) if self.mc_samples and not _shuffles(first) else None
+        self._test_batches = index_batches(first) if self.mc_samples and not shuffles(first) else None
         self._test_seen = 0
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | MCPrediction:

@@ -15,12 +15,12 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
 from lit_deep.uncertainty.predict import mc_predict
 from lit_deep.uncertainty.prediction import MCPrediction
 
-__all__ = ["MCPredictor", "index_batches"]
+__all__ = ["MCPredictor", "index_batches", "shuffles"]
 
 
 def _as_indices(item: Any) -> torch.Tensor:
@@ -48,6 +48,27 @@ def index_batches(loader: object) -> list[torch.Tensor] | None:
         return None
     source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
     return [_as_indices(item) for item in source]
+
+
+def shuffles(loader: object) -> bool:
+    """Whether ``loader``'s (batch) sampler, or a sampler it wraps, draws a random order.
+
+    :func:`index_batches` iterates the sampler ahead of the loop: for such a sampler that is not the order the
+    loop then draws (and it consumes random numbers).
+
+    Example::
+
+        >>> shuffles(DataLoader(torch.zeros(4), shuffle=True)), shuffles(DataLoader(torch.zeros(4)))
+        (True, False)
+    """
+    for sampler in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        for _ in range(4):  # samplers wrap samplers a few levels deep at most
+            if sampler is None:
+                break
+            if isinstance(sampler, RandomSampler) or getattr(sampler, "shuffle", False) is True:
+                return True
+            sampler = getattr(sampler, "sampler", None)
+    return False
 
 
 def _loaders(trainer: pl.Trainer) -> list[object]:

@@ -258,9 +258,12 @@ def _coordinated(retrieve: Callable[[bool], Fetched], probe: Callable[[], str]) 
         try:
             return retrieve(True)
         except _Unreachable:
-            if first and probe() not in ("serves", "cached"):
-                # Rank 0 cannot fill the cache either (Hub down, repo not there): do what it does, at once,
-                # instead of waiting for a download that will not come.
+            state = probe() if first else "serves"
+            # Rank 0 cannot fill the cache either: do what it does, at once, instead of waiting for a download
+            # that will not come. The cache just missed, so an unreachable Hub leaves the shipped copy.
+            if state == "unreachable":
+                raise
+            if state == "refuses":  # repo or file not there: the download attempt says which
                 return retrieve(False)
             first = False
             time.sleep(0.2)

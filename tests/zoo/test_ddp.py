@@ -86,9 +86,28 @@ def _assert_one_download_and_same_weights(hub: HubServer, out: Path) -> None:
     for filename in ("config.json", "model.safetensors"):
         assert hub.state.count("GET", filename) == 1, hub.state.requests
         assert hub.state.count("HEAD", filename) == heads[filename], hub.state.requests
+    _assert_same_weights(out)
+
+
+def _assert_same_weights(out: Path) -> None:
     states = [load_file(str(out / f"rank{r}.safetensors")) for r in (0, 1)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
+
+
+def _fit_with_lightning_ddp(tiny_zoo: TinyZoo, tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the Lightning DDP script (rank 1 is started by Lightning itself); asserts it succeeded."""
+    script = tmp_path / "fit_ddp.py"
+    script.write_text(textwrap.dedent(_PRELUDE + _LIGHTNING))
+    done = subprocess.run(
+        [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
 @pytest.mark.parametrize("mode", ["barrier"])
@@ -117,17 +136,7 @@ def test_two_processes_load_at_once(mode: str, hub: HubServer, tiny_zoo: TinyZoo
 
 @pytest.mark.slow  # two Lightning processes
 def test_lightning_ddp_ranks_share_one_download(hub: HubServer, tiny_zoo: TinyZoo, tmp_path: Path) -> None:
-    script = tmp_path / "fit_ddp.py"
-    script.write_text(textwrap.dedent(_PRELUDE + _LIGHTNING))
-    env = _env(hub, tiny_zoo, MASTER_PORT=str(_free_port()))
-    done = subprocess.run(
-        [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    _fit_with_lightning_ddp(tiny_zoo, tmp_path, _env(hub, tiny_zoo, MASTER_PORT=str(_free_port())))
     _assert_one_download_and_same_weights(hub, tmp_path)
 
 
@@ -138,22 +147,11 @@ def test_lightning_ddp_ranks_fall_back_to_the_shipped_copy_at_once_when_the_hub_
     import time
 
     hub.stop()
-    script = tmp_path / "fit_ddp.py"
-    script.write_text(textwrap.dedent(_PRELUDE + _LIGHTNING))
     # Rank 1 starts before any process group exists and would poll the cache for up to LIT_DEEP_HUB_WAIT.
     env = _env(hub, tiny_zoo, MASTER_PORT=str(_free_port()), LIT_DEEP_HUB_WAIT="240")
     env[SHIPPED_DIR_ENV] = str(tiny_zoo.folder.parent)
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _fit_with_lightning_ddp(tiny_zoo, tmp_path, env)
     assert time.monotonic() - started < 120  # not the 240 s wait for a download that cannot happen
     assert done.stderr.count("using the copy shipped with lit_deep") == 1  # rank 0's log line only
-    states = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1)]
-    for key in states[0]:
-        assert torch.equal(states[0][key], states[1][key]), key
+    _assert_same_weights(tmp_path)
