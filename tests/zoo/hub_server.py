@@ -155,6 +155,14 @@ class HubState:
             self.branches[repo_id], self.commits[repo_id] = {"main": main}, {main: files}
 
 
+class Refusal(Exception):
+    """An error answer (status, ``X-Error-Code``, message, ``X-Repo-Commit``) that handlers raise."""
+
+    def __init__(self, status: int, code: str | None = None, message: str | None = None, commit: str | None = None):
+        super().__init__(message or code or str(status))
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+
+
 _REPO = r"(?P<repo>[^/]+/[^/]+?)"
 _ROUTES = [
     (methods.split(), re.compile(pattern), name)
@@ -192,11 +200,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: object, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
 
-    def _error(self, status: int, code: str | None, commit: str | None = None, message: str | None = None) -> None:
-        headers = {"X-Error-Code": code} if code else {}
-        if commit:
-            headers["X-Repo-Commit"] = commit
-        self._json(status, {"error": message or code or str(status)}, headers)
+    def _refuse(self, refusal: Refusal) -> None:
+        headers = {"X-Error-Code": refusal.code} if refusal.code else {}
+        if refusal.commit:
+            headers["X-Repo-Commit"] = refusal.commit
+        self._json(refusal.status, {"error": str(refusal)}, headers)
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
@@ -216,18 +224,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _base(self) -> str:
         return f"http://{self.headers['Host']}"
 
-    def _read(self, repo: str, rev: str, write: bool = False) -> tuple[str, dict[str, bytes]] | None:
-        """The commit and files of ``repo@rev``, or ``None`` once an error has been answered."""
+    def _read(self, repo: str, rev: str, write: bool = False) -> tuple[str, dict[str, bytes]]:
+        """The commit and files of ``repo@rev`` (writes need a token; a private repo hides from anonymous reads)."""
         state = self.server.state
         if write and not self._token:
-            self._error(401, None, message=NO_TOKEN)
-            return None
+            raise Refusal(401, message=NO_TOKEN)
         if repo not in state.repos or (repo in state.private and not self._token):
-            self._error(404 if self._token else 401, "RepoNotFound")
-            return None
+            raise Refusal(404 if self._token else 401, "RepoNotFound")
         found = state.lookup(repo, rev)
         if found is None:
-            self._error(404, "RevisionNotFound")
+            raise Refusal(404, "RevisionNotFound")
         return found
 
     def _dispatch(self) -> None:
@@ -237,29 +243,28 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.requests.append((self.command, self.path))
             state.authorizations.append(self.headers.get("Authorization"))
-            if state.status is not None:
-                return self._error(state.status, None)
-            for methods, pattern, name in _ROUTES:
-                match = pattern.fullmatch(path)
-                if match and self.command in methods:
-                    args = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    try:
+            try:
+                if state.status is not None:
+                    raise Refusal(state.status)
+                for methods, pattern, name in _ROUTES:
+                    match = pattern.fullmatch(path)
+                    if match and self.command in methods:
+                        args = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
                         return getattr(self, "_" + name)(body, **args)
-                    except Exception as err:  # a bug here should read as one, not as a dropped connection
-                        return self._json(500, {"error": f"test Hub failed: {err!r}"})
-        return self._error(404, None)
+                raise Refusal(404)
+            except Refusal as refusal:
+                return self._refuse(refusal)
+            except Exception as err:  # a bug here should read as one, not as a dropped connection
+                return self._json(500, {"error": f"test Hub failed: {err!r}"})
 
     do_GET = do_HEAD = do_POST = do_PUT = _dispatch
 
     def _resolve(self, body: bytes, repo: str, rev: str, path: str) -> None:
         state = self.server.state
-        found = self._read(repo, rev)
-        if found is None:
-            return None
-        commit, files = found
+        commit, files = self._read(repo, rev)
         data = files.get(path)
         if data is None:
-            return self._error(404, "EntryNotFound", commit)
+            raise Refusal(404, "EntryNotFound", commit=commit)
         lfs = state.is_lfs(repo, commit, path)
         etag = hashlib.sha256(data).hexdigest() if lfs else git_blob_id(data)
         if path in state.truncate:
@@ -273,10 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(200, data, headers)
 
     def _info(self, body: bytes, repo: str, rev: str = "main") -> None:
-        found = self._read(repo, rev)
-        if found is None:
-            return
-        commit, files = found
+        commit, files = self._read(repo, rev)
         blobs = parse_qs(self.query).get("blobs", [""])[0].lower() == "true"
         siblings = []
         for path, data in sorted(files.items()):
@@ -289,10 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(200, {**info, "gated": False, "disabled": False, "tags": [], "siblings": siblings})
 
     def _tree(self, body: bytes, repo: str, rev: str, path: str = "") -> None:
-        found = self._read(repo, rev)
-        if found is None:
-            return None
-        commit, files = found
+        commit, files = self._read(repo, rev)
         prefix = path.strip("/") + "/" if path.strip("/") else ""
         recursive = parse_qs(self.query).get("recursive", [""])[0].lower() == "true"
         entries, folders = [], set()
@@ -303,17 +302,17 @@ class _Handler(BaseHTTPRequestHandler):
             if parts and (recursive or not dirs):
                 entries.append(tree_entry(name, data, self.server.state.is_lfs(repo, commit, name)))
         if prefix and not entries and not folders:
-            return self._error(404, "EntryNotFound", commit)
+            raise Refusal(404, "EntryNotFound", commit=commit)
         dirs = [{"type": "directory", "path": d, "oid": git_blob_id(d.encode()), "size": 0} for d in sorted(folders)]
         return self._json(200, dirs + entries)
 
     def _create_repo(self, body: bytes) -> None:
         state = self.server.state
         if not self._token:
-            return self._error(401, None, message=NO_TOKEN)
+            raise Refusal(401, message=NO_TOKEN)
         request = json.loads(body)
         if request.get("type", "model") != "model":
-            return self._error(400, None, message="this test Hub only has model repos")
+            raise Refusal(400, message="this test Hub only has model repos")
         repo = f"{request.get('organization') or USER}/{request['name']}"
         if repo in state.repos:
             return self._json(409, {"error": "You already created this model repo", "url": f"{self._base}/{repo}"})
@@ -335,10 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _preupload(self, body: bytes, repo: str, rev: str) -> None:
         state = self.server.state
-        found = self._read(repo, rev, write=True)
-        if found is None:
-            return None
-        commit, files = found
+        commit, files = self._read(repo, rev, write=True)
         patterns, answers = lfs_patterns(files), []
         for item in json.loads(body)["files"]:
             path, sample = item["path"], base64.b64decode(item["sample"])
@@ -351,8 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _lfs_batch(self, body: bytes, repo: str) -> None:
         state = self.server.state
-        if self._read(repo, "main", write=True) is None:
-            return None
+        self._read(repo, "main", write=True)
         request = json.loads(body)
         if request.get("operation") != "upload":
             return self._json(422, {"message": "this test Hub's LFS batch API only uploads"})
@@ -372,15 +367,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _lfs_put(self, body: bytes, oid: str) -> None:
         state = self.server.state
         if state.signatures.get(parse_qs(self.query).get("signature", [""])[0]) != oid:
-            return self._error(403, None, message="SignatureDoesNotMatch")
+            raise Refusal(403, message="SignatureDoesNotMatch")
         if hashlib.sha256(body).hexdigest() != oid:
-            return self._error(400, None, message="BadDigest: the content does not hash to the object id")
+            raise Refusal(400, message="BadDigest: the content does not hash to the object id")
         state.objects[oid] = body
         return self._send(200, b"", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
 
     def _lfs_verify(self, body: bytes, repo: str) -> None:
-        if self._read(repo, "main", write=True) is None:
-            return None
+        self._read(repo, "main", write=True)
         request = json.loads(body)
         stored = self.server.state.objects.get(request["oid"])
         if stored is None or len(stored) != request["size"]:
@@ -389,14 +383,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit(self, body: bytes, repo: str, rev: str) -> None:
         state = self.server.state
-        found = self._read(repo, rev, write=True)
-        if found is None:
-            return None
+        commit, files = self._read(repo, rev, write=True)
         if "create_pr=1" in self.query:
-            return self._error(400, None, message="this test Hub does not open pull requests")
+            raise Refusal(400, message="this test Hub does not open pull requests")
         if rev not in state.branches.get(repo, {"main": ""}):
-            return self._error(400, None, message=f"Invalid rev id: {rev} is not a branch")
-        commit, files = found
+            raise Refusal(400, message=f"Invalid rev id: {rev} is not a branch")
         files, lfs, operations = dict(files), {p for p in files if state.is_lfs(repo, commit, p)}, []
         for line in body.splitlines():
             item = json.loads(line)
@@ -405,13 +396,13 @@ class _Handler(BaseHTTPRequestHandler):
             operations.append((key, value["summary"] if key == "header" else path))
             if key == "header":
                 if value.get("parentCommit", commit) != commit:
-                    return self._error(412, None, message="A commit has happened since. Please refresh and try again.")
+                    raise Refusal(412, message="A commit has happened since. Please refresh and try again.")
             elif key == "file":
                 files[path] = base64.b64decode(value["content"])
                 lfs.discard(path)
             elif key == "lfsFile":
                 if value["oid"] not in state.objects:
-                    return self._error(400, None, message=f"LFS object {value['oid']} ({path}) was never uploaded")
+                    raise Refusal(400, message=f"LFS object {value['oid']} ({path}) was never uploaded")
                 files[path] = state.objects[value["oid"]]
                 lfs.add(path)
             elif key in ("deletedFile", "deletedFolder"):
@@ -419,12 +410,12 @@ class _Handler(BaseHTTPRequestHandler):
                     p for p in files if p == path or (key == "deletedFolder" and p.startswith(path.rstrip("/") + "/"))
                 ]
                 if not gone:
-                    return self._error(404, "EntryNotFound", commit, message="A file with this name doesn't exist")
+                    raise Refusal(404, "EntryNotFound", message="A file with this name doesn't exist", commit=commit)
                 for p in gone:
                     del files[p]
                     lfs.discard(p)
             else:
-                return self._error(400, None, message=f"unknown commit line key {key!r}")
+                raise Refusal(400, message=f"unknown commit line key {key!r}")
         summary = next((text for key, text in operations if key == "header"), "")
         state.adopt(repo)
         oid = state.new_commit(repo, rev, files, lfs)

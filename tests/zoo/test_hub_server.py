@@ -66,9 +66,8 @@ def test_create_upload_info_download_round_trip(server: HubServer, tmp_path: Pat
     sha256 = hashlib.sha256(weights).hexdigest()
     lfs = siblings["model.safetensors"].lfs
     assert lfs is not None and (lfs.sha256, lfs.size) == (sha256, len(weights))
-    assert (
-        siblings["config.json"].lfs is None and siblings["config.json"].size == (folder / "config.json").stat().st_size
-    )
+    config = siblings["config.json"]
+    assert config.lfs is None and config.size == (folder / "config.json").stat().st_size
     assert api.list_repo_files(REPO) == [".gitattributes", "README.md", "config.json", "model.safetensors"]
 
     cache = tmp_path / "hf-cache"
@@ -84,10 +83,8 @@ def test_create_upload_info_download_round_trip(server: HubServer, tmp_path: Pat
     assert server.state.authorizations[puts[0]] is None
     assert server.state.count("POST", "info/lfs/objects/batch") == 1
     assert server.state.count("POST", "info/lfs/objects/verify") == 1
-    commits = [
-        a for (m, p), a in zip(server.state.requests, server.state.authorizations, strict=True) if "/commit/" in p
-    ]
-    assert commits == ["Bearer x"]
+    log = zip(server.state.requests, server.state.authorizations, strict=True)
+    assert [auth for (_, path), auth in log if "/commit/" in path] == ["Bearer x"]
     assert not any("xet" in path for _, path in server.state.requests)
 
 
@@ -98,9 +95,8 @@ def test_second_upload_is_a_new_commit_and_the_first_still_resolves(server: HubS
     assert first != second
 
     cache = tmp_path / "hf-cache"
-    assert (
-        _download(server, "model.safetensors", cache).read_bytes() == (second_folder / "model.safetensors").read_bytes()
-    )
+    latest = _download(server, "model.safetensors", cache)
+    assert latest.read_bytes() == (second_folder / "model.safetensors").read_bytes()
     old = _download(server, "model.safetensors", cache, revision=first)
     assert old.read_bytes() == (first_folder / "model.safetensors").read_bytes()
     assert old.parent.name == first
@@ -170,3 +166,15 @@ def test_private_repo_is_not_found_without_a_token(server: HubServer) -> None:
     assert HfApi(endpoint=server.url, token="x").model_info(REPO).private is True
     with pytest.raises(RepositoryNotFoundError):
         HfApi(endpoint=server.url, token=False).model_info(REPO)
+
+
+def test_stale_parent_commit_and_bad_card_metadata_are_refused(server: HubServer, tmp_path: Path) -> None:
+    api = HfApi(endpoint=server.url, token="x")
+    api.create_repo(REPO)
+    first = _upload(server, _folder(tmp_path / "v1", seed=0))
+    _upload(server, _folder(tmp_path / "v2", seed=1))
+    with pytest.raises(HfHubHTTPError, match="A commit has happened since"):
+        api.create_commit(REPO, [CommitOperationAdd("x.txt", b"x")], commit_message="late", parent_commit=first)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+        api.create_commit(REPO, [CommitOperationAdd("README.md", b"---\nlicense: [mit\n---\n")], commit_message="bad")
+    assert "x.txt" not in server.state.repos[REPO]
