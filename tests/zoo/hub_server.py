@@ -5,11 +5,10 @@ answer with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``. An LFS file's ET
 carries ``X-Linked-Etag``/``X-Linked-Size``, which ``get_hf_file_metadata`` prefers (the real Hub sends them on its
 redirect to the CDN; here the bytes follow at once); a regular file's ETag is its git blob SHA-1. Errors follow the
 Hub: an unknown repo (or a private one, asked without a token) is ``X-Error-Code: RepoNotFound`` (401; 404 to a
-token holder), an unknown revision
-404 ``RevisionNotFound``, a missing file 404 ``EntryNotFound`` (with ``X-Repo-Commit``). Knobs: ``status`` forces
-an error code on every request, ``truncate`` serves a file cut short, ``drop_body`` announces the full length but
-closes the connection halfway; ``requests``/``authorizations`` log each request and its ``Authorization`` header,
-``operations`` the lines each commit was made of.
+token holder), an unknown revision 404 ``RevisionNotFound``, a missing file 404 ``EntryNotFound`` (with
+``X-Repo-Commit``). Knobs: ``status`` forces an error code on every request, ``truncate`` serves a file cut short,
+``drop_body`` announces the full length but closes the connection halfway; ``requests``/``authorizations`` log each
+request and its ``Authorization`` header, ``operations`` the lines each commit was made of.
 
 Uploads, in the order ``HfApi.create_repo`` and ``HfApi.upload_folder``/``create_commit`` call them:
 
