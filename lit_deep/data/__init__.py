@@ -1,9 +1,20 @@
-"""Fashion-MNIST: IDX files, locating and verifying the data, and the LightningDataModule."""
+"""Fashion-MNIST: IDX files, locating and verifying the data, and the LightningDataModule.
 
-from lit_deep.data._batches import BatchSampler, TensorBatches
+The readers import no Lightning; ``FashionMNISTDataModule``, ``TASKS``, ``BatchSampler`` and ``TensorBatches``
+(Lightning) are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lit_deep.data._idx import IDXError, read_idx, write_idx
-from lit_deep.data.datamodule import TASKS, FashionMNISTDataModule
 from lit_deep.data.fashion_mnist import CLASS_NAMES, DataNotFoundError, load_fashion_mnist, locate_fashion_mnist
+
+if TYPE_CHECKING:
+    from lit_deep.data._batches import BatchSampler, TensorBatches
+    from lit_deep.data.datamodule import TASKS, FashionMNISTDataModule
 
 __all__ = [
     "CLASS_NAMES",
@@ -18,3 +29,19 @@ __all__ = [
     "read_idx",
     "write_idx",
 ]
+
+#: names imported on first access, from a fixed table.
+_LAZY = {
+    "BatchSampler": "lit_deep.data._batches",
+    "TensorBatches": "lit_deep.data._batches",
+    "TASKS": "lit_deep.data.datamodule",
+    "FashionMNISTDataModule": "lit_deep.data.datamodule",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lit_deep.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

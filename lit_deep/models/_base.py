@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import OrderedDict
-from typing import Any
+from typing import ClassVar
 
 import torch
 from torch import nn
+from typing_extensions import Self
 
+from lit_deep.models._record import RecordsInit
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.nn.init import glorot_uniform_
 
-__all__ = ["ACTIVATIONS", "DROPOUT_KINDS", "BackboneHead", "make_activation", "make_dropout", "replace_head"]
+__all__ = ["ACTIVATIONS", "DROPOUT_KINDS", "BackboneHead", "make_activation", "make_dropout", "new_head"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "tanh", "sigmoid", "gelu", "silu")
 DROPOUT_KINDS = ("standard", "alpha", "mc", "mc_alpha")
@@ -114,11 +115,13 @@ def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:
     raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {kind!r}")
 
 
-class BackboneHead(nn.Sequential):
+class BackboneHead(RecordsInit, nn.Sequential):
     """A network split into ``backbone`` (feature extractor) and ``head`` (the output layer).
 
     It is an ``nn.Sequential`` of exactly these two children, so ``forward(x) = head(backbone(x))`` and
-    parameter names read ``backbone.<i>.weight`` / ``head.weight``.
+    parameter names read ``backbone.<i>.weight`` / ``head.weight``. Subclasses (MLP, CNN, Autoencoder) have their
+    constructor arguments recorded, which :func:`~lit_deep.models.describe` writes into checkpoints and
+    ``config.json``; :meth:`from_parts` rebuilds any of them from a backbone and a head.
 
     Args:
         backbone: everything but the output layer.
@@ -134,12 +137,28 @@ class BackboneHead(nn.Sequential):
 
     backbone: nn.Module
     head: nn.Module
-    #: the constructor arguments that rebuild the architecture (set by MLP, CNN, Autoencoder, zoo models)
-    config: dict[str, Any]
+    #: describe instances by their parts, never by their constructor arguments (whose call may download)
+    describe_by_parts: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module, head: nn.Module, feature_dim: int) -> None:
         super().__init__(OrderedDict(backbone=backbone, head=head))
         self.feature_dim = feature_dim
+
+    @classmethod
+    def from_parts(cls, backbone: nn.Module, head: nn.Module, feature_dim: int) -> Self:
+        """An instance of this class made of ``backbone`` and ``head`` (its constructor is not called).
+
+        Example::
+
+            >>> from lit_deep.models import MLP
+            >>> net = MLP.from_parts(nn.Flatten(), nn.Linear(784, 2), 784)
+            >>> type(net).__name__, net.num_classes
+            ('MLP', 2)
+        """
+        model = cls.__new__(cls)
+        init = BackboneHead.__init__
+        getattr(init, "__wrapped__", init)(model, backbone, head, feature_dim)  # unwrapped: records nothing
+        return model
 
     @property
     def num_classes(self) -> int:
@@ -163,57 +182,6 @@ def new_head(feature_dim: int, num_classes: int, generator: torch.Generator | No
         glorot_uniform_(head.weight, generator)
         head.bias.zero_()
     return head
-
-
-def replace_head(model: nn.Module, num_classes: int, generator: torch.Generator | None = None) -> BackboneHead:
-    """A new model whose backbone is a **copy** of ``model.backbone`` and whose head is freshly initialised.
-
-    The copy matters: sharing the backbone would let training the new model silently change the original
-    (the book's lesson about ``clone_model``). For an :class:`~lit_deep.models.Autoencoder` the backbone is
-    the encoder and the decoder is replaced by a classification head (unsupervised pretraining).
-
-    Args:
-        model: a :class:`BackboneHead` (MLP, CNN, Autoencoder, or a zoo model).
-        num_classes: outputs of the new head (>= 1; use 2 or 1 for binary tasks).
-        generator: an optional random generator for the head's initialisation.
-
-    Returns:
-        The new model: same class as ``model``, except that an autoencoder becomes an
-        :class:`~lit_deep.models.MLP` whose backbone is the copied encoder.
-
-    Raises:
-        ValueError: for ``num_classes < 1`` or a model without ``backbone``/``head``.
-
-    Example::
-
-        >>> from lit_deep.models import MLP
-        >>> source = MLP(hidden=(20,), num_classes=8)
-        >>> target = replace_head(source, 2)
-        >>> target.head.out_features, target.backbone[1].weight is source.backbone[1].weight
-        (2, False)
-        >>> torch.equal(target.backbone[1].weight, source.backbone[1].weight)
-        True
-    """
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
-    if not isinstance(model, BackboneHead):
-        raise ValueError(f"model: expected a model with .backbone and .head (BackboneHead), got {type(model).__name__}")
-    head = new_head(model.feature_dim, num_classes, generator)
-    if getattr(model, "is_autoencoder", False):
-        # The encoder (Flatten, Linear, act, ...) is laid out exactly as an MLP backbone without BN or dropout,
-        # so the classifier is an MLP: its config rebuilds it and checkpoints reload it.
-        from lit_deep.models.mlp import MLP
-
-        config = model.config
-        mlp = MLP(config["input_shape"], config["hidden"], num_classes, config["activation"], config["init"])
-        mlp.backbone = copy.deepcopy(model.backbone)
-        mlp.head = head
-        return mlp
-    clone = copy.deepcopy(model)
-    clone.head = head
-    if hasattr(clone, "config"):
-        clone.config = {**clone.config, "num_classes": num_classes}
-    return clone
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

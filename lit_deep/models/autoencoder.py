@@ -20,7 +20,7 @@ class Autoencoder(BackboneHead):
     sigmoid, reshaped to the input shape.
 
     Shapes: input ``[B, *input_shape]`` in [0, 1], reconstruction of the same shape; ``encode`` returns
-    ``[B, hidden[-1]]``. :func:`~lit_deep.models.replace_head` turns it into a classifier on the encoder.
+    ``[B, hidden[-1]]``. :func:`~lit_deep.models.transfer` puts a classification head on the encoder.
 
     Args:
         input_shape: shape of one input.
@@ -36,8 +36,6 @@ class Autoencoder(BackboneHead):
         >>> tuple(ae(x).shape), tuple(ae.encode(x).shape), bool(((ae(x) > 0) & (ae(x) < 1)).all())
         ((2, 1, 28, 28), (2, 16), True)
     """
-
-    is_autoencoder = True
 
     def __init__(
         self,
@@ -70,7 +68,6 @@ class Autoencoder(BackboneHead):
         init_weights(enc, scheme, generator)
         init_weights(dec, scheme, generator)
         super().__init__(enc, dec, feature_dim=hidden[-1])
-        self.config = {"input_shape": list(input_shape), "hidden": hidden, "activation": activation, "init": init}
 
     @property
     def encoder(self) -> nn.Module:

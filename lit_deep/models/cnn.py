@@ -114,16 +114,3 @@ class CNN(BackboneHead):
         backbone = nn.Sequential(*layers)
         init_weights(backbone, init or DEFAULT_INIT[activation], generator)
         super().__init__(backbone, new_head(features, num_classes, generator), feature_dim=features)
-        self.config = {
-            "input_shape": list(input_shape),
-            "channels": list(channels),
-            "convs_per_block": convs_per_block,
-            "dense": dense,
-            "num_classes": num_classes,
-            "activation": activation,
-            "batch_norm": batch_norm,
-            "dropout": dropout,
-            "conv_dropout": conv_dropout,
-            "dropout_kind": dropout_kind,
-            "init": init,
-        }

@@ -121,15 +121,3 @@ class MLP(BackboneHead):
         backbone = nn.Sequential(*layers)
         init_weights(backbone, init or DEFAULT_INIT[activation], generator)
         super().__init__(backbone, new_head(width, num_classes, generator), feature_dim=width)
-        self.config = {
-            "input_shape": list(input_shape),
-            "hidden": hidden,
-            "num_classes": num_classes,
-            "activation": activation,
-            "init": init,
-            "batch_norm": batch_norm,
-            "input_batch_norm": input_batch_norm,
-            "dropout": dropout if isinstance(dropout, (int, float)) else list(rates),
-            "dropout_kind": dropout_kind,
-            "leaky_slope": leaky_slope,
-        }

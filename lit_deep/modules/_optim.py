@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -32,11 +32,15 @@ def _resolve_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, An
     if name in OPTIMIZERS:
         return OPTIMIZERS[name]
     if "." in name:
+        # Looked up, never imported: a checkpoint's hyper-parameters are data. torch.optim's classes, or a class
+        # of a module the program has already imported (a user's own optimizer).
         module_name, _, attr = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"optimizer: cannot import {name!r} ({err})") from err
+        module = sys.modules.get(module_name)
+        cls = getattr(module, attr, None) if module is not None else None
+        if cls is None:
+            raise ValueError(
+                f"optimizer: {name!r} is not a class of an imported module (import the module that defines it first)"
+            )
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             raise ValueError(f"optimizer: {name!r} is not a torch.optim.Optimizer subclass")
         return cls, {}

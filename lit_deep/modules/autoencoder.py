@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
 from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
+from lit_deep.modules._model import DescribedModel
 from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups
-from lit_deep.modules._spec import build_model, model_spec
 from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
 
 __all__ = ["RECONSTRUCTION_LOSSES", "AutoencoderModule"]
@@ -21,7 +20,7 @@ RECONSTRUCTION_LOSSES = ("mse", "bce")
 _STAGES = ("train", "val", "test")
 
 
-class AutoencoderModule(pl.LightningModule):
+class AutoencoderModule(DescribedModel):
     """Train a model to reproduce its inputs (unsupervised pretraining); labels in the batches are ignored.
 
     The loss is the mean squared error between reconstruction and input (``"mse"``, the book's 3rd edition)
@@ -74,13 +73,8 @@ class AutoencoderModule(pl.LightningModule):
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {optimizer!r}")
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"loss: expected one of {RECONSTRUCTION_LOSSES}, got {loss!r}")
-        self.model = build_model(model) if isinstance(model, dict) else model
-        if not isinstance(self.model, nn.Module):
-            raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
         self.save_hyperparameters(ignore=["model", "schedule"])
-        spec = model_spec(self.model)
-        if spec is not None:
-            self.hparams["model"] = spec
+        self.set_model(model)
         self.optimizer_name = optimizer
         self.lr = lr
         self.weight_decay = weight_decay

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,8 +12,8 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
+from lit_deep.modules._model import DescribedModel
 from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups, penalised_weights
-from lit_deep.modules._spec import build_model, model_spec
 from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
 from lit_deep.uncertainty._lightning import MCPredictor
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -35,7 +34,7 @@ def _num_outputs(model: nn.Module) -> int | None:
     return last.out_features if last is not None else None
 
 
-class Classifier(pl.LightningModule):
+class Classifier(DescribedModel):
     """Train any ``nn.Module`` classifier the book's way.
 
     Loss: cross-entropy on the logits. A model with a single output is treated as a binary classifier with a
@@ -97,14 +96,8 @@ class Classifier(pl.LightningModule):
                 raise ValueError(f"{name}: must be non-negative, got {value}")
         if optimizer not in OPTIMIZERS and "." not in optimizer:
             raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {optimizer!r}")
-        self.model = build_model(model) if isinstance(model, dict) else model
-        if not isinstance(self.model, nn.Module):
-            raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
         self.save_hyperparameters(ignore=["model", "schedule"])
-        spec = model_spec(self.model)
-        if spec is not None:
-            # Checkpoints rebuild the architecture from this spec: load_from_checkpoint needs no model argument.
-            self.hparams["model"] = spec
+        self.set_model(model)  # checkpoints describe it: load_from_checkpoint needs no model argument
         self.optimizer_name = optimizer
         self.lr = lr
         self.l1 = l1
@@ -145,17 +138,18 @@ class Classifier(pl.LightningModule):
         cache_dir: str | None = None,
         **kwargs: Any,
     ) -> Classifier:
-        """A Classifier around a pretrained zoo model (see :func:`lit_deep.zoo.load`).
+        """A Classifier around a pretrained zoo model or Hub repo (see :func:`lit_deep.zoo.load`).
 
-        With ``num_classes`` the backbone is a copy of the pretrained one and the head is new (transfer
-        learning); without it the pretrained head and its class names are kept. The model takes raw [0, 1]
-        images (its preprocessing is built in): use ``FashionMNISTDataModule(standardize=False)``. It is put in
-        train mode (``zoo.load`` returns eval mode, and Lightning keeps the mode a module arrives in).
+        With ``num_classes`` the backbone is a copy of the pretrained one and the head is new
+        (:func:`lit_deep.models.transfer`); without it the pretrained head and its class names are kept. The
+        model takes raw [0, 1] images (its preprocessing is built in): use
+        ``FashionMNISTDataModule(standardize=False)``. It is put in train mode (``zoo.load`` returns eval mode,
+        and Lightning keeps the mode a module arrives in).
 
         Args:
-            name: a zoo name (``lit-deep zoo list``).
+            name: a zoo name (``lit-deep zoo list``) or a Hub repo id ``owner/name[@revision]``.
             num_classes: outputs of a fresh head; ``None`` keeps the pretrained head.
-            revision: Hub revision (default the registry's pinned one).
+            revision: Hub revision (default the registry's pinned one, ``main`` for other repos).
             cache_dir: Hub cache folder (default huggingface_hub's).
             **kwargs: the other Classifier arguments (optimizer, lr, ...).
 
@@ -169,11 +163,36 @@ class Classifier(pl.LightningModule):
         """
         from lit_deep import zoo
 
-        # zoo.load returns eval mode (for inference); Lightning keeps a module's mode, so switch it back for training.
         model = zoo.load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
-        if num_classes is None and "class_names" not in kwargs:
-            kwargs["class_names"] = list(zoo.get_entry(name).class_names)
+        if num_classes is None and "class_names" not in kwargs and model.zoo_info.class_names:
+            kwargs["class_names"] = list(model.zoo_info.class_names)
         return cls(model, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Publish the model on the Hub in the zoo format (see :func:`lit_deep.zoo.release.push_model`).
+
+        Writes ``config.json``, ``model.safetensors`` and a generated model card with the test accuracy, NLL and
+        ECE measured on the Fashion-MNIST test split of the run's task; the repo then loads with
+        ``zoo.load(repo_id)`` and fine-tunes with :meth:`from_zoo`.
+
+        Args:
+            repo_id: ``owner/name``.
+            **kwargs: see :func:`lit_deep.zoo.release.push_model` (``datamodule``, ``token``, ``private``, ...).
+
+        Returns:
+            The commit id of the upload.
+
+        Example::
+
+            >>> from lit_deep.models import MLP
+            >>> Classifier(MLP(hidden=(4,))).push_to_hub("no-owner")
+            Traceback (most recent call last):
+            ...
+            ValueError: repo_id: expected 'owner/name', got 'no-owner'
+        """
+        from lit_deep.zoo.release import push_model
+
+        return push_model(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------- forward and loss
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_deep.modules._model import DescribedModel
 from lit_deep.modules._optim import build_optimizer, param_groups
-from lit_deep.modules._spec import build_model, model_spec
 
 __all__ = ["RotationPretext", "rotate_batch"]
 
@@ -48,7 +47,7 @@ def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return rotated, k
 
 
-class RotationPretext(pl.LightningModule):
+class RotationPretext(DescribedModel):
     """Train ``model`` (4 outputs) to predict the rotation applied to unlabelled images.
 
     The class labels in the batches are ignored. Logs ``train_loss``, ``val_loss`` (cross-entropy over the 4
@@ -77,11 +76,8 @@ class RotationPretext(pl.LightningModule):
         super().__init__()
         if not lr > 0:
             raise ValueError(f"lr: must be positive, got {lr}")
-        self.model = build_model(model) if isinstance(model, dict) else model
         self.save_hyperparameters(ignore=["model"])
-        spec = model_spec(self.model)
-        if spec is not None:
-            self.hparams["model"] = spec
+        self.set_model(model)
         self.optimizer_name, self.lr = optimizer, lr
         self._generator = torch.Generator().manual_seed(pretext_seed)
         self.train_acc = MulticlassAccuracy(num_classes=4, average="micro", validate_args=False)

@@ -1,42 +1,48 @@
 """The model zoo: pretrained Fashion-MNIST models published as Hugging Face Hub repos.
 
-``list_models()`` names them; ``load(name, num_classes=None, revision=None, cache_dir=None)`` downloads one
-through ``huggingface_hub``, checks its SHA-256, rebuilds it from ``config.json`` and returns a plain
-``nn.Module`` (eval mode, preprocessing attached). See :mod:`lit_deep.zoo.registry` for the table.
+Runtime (this package's top level; imports no Lightning): ``list_models()`` names the registered models;
+``load(name_or_repo, num_classes=None, revision=None, cache_dir=None)`` downloads a registered model or any Hub repo
+in the lit_deep format through ``huggingface_hub``, verifies it, rebuilds it from ``config.json`` (allow-listed
+classes only) and returns a plain ``nn.Module`` (eval mode, preprocessing attached). ``Pretrained`` is the
+transfer-learning form for YAML recipes. Release tooling (export, cards, evaluation, push) lives in
+:mod:`lit_deep.zoo.release`.
 """
 
-from lit_deep.zoo._build import ARCHITECTURES, Preprocess, ZooModel, build_architecture
 from lit_deep.zoo._hub import Fetched, ZooDownloadError, ZooIntegrityError, shipped_copy
-from lit_deep.zoo.api import download, info, load
+from lit_deep.zoo.api import ZooInfo, download, info, load
+from lit_deep.zoo.pretrained import Pretrained, load_source
 from lit_deep.zoo.registry import (
     DEFAULT_NAMESPACE,
     NAMESPACE_ENV,
     REGISTRY,
+    HubReference,
     Preprocessing,
     UnknownModelError,
     ZooEntry,
     get_entry,
     list_models,
+    parse_reference,
 )
 
 __all__ = [
-    "ARCHITECTURES",
     "DEFAULT_NAMESPACE",
     "NAMESPACE_ENV",
     "REGISTRY",
     "Fetched",
-    "Preprocess",
+    "HubReference",
     "Preprocessing",
+    "Pretrained",
     "UnknownModelError",
     "ZooDownloadError",
     "ZooEntry",
+    "ZooInfo",
     "ZooIntegrityError",
-    "ZooModel",
-    "build_architecture",
     "download",
     "get_entry",
     "info",
     "list_models",
     "load",
+    "load_source",
+    "parse_reference",
     "shipped_copy",
 ]

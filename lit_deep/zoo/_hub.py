@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -34,7 +35,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from lightning.pytorch.utilities import rank_zero_info
 
 __all__ = [
     "FILES",
@@ -43,7 +43,9 @@ __all__ = [
     "Fetched",
     "ZooDownloadError",
     "ZooIntegrityError",
+    "evict",
     "fetch",
+    "git_blob_sha1",
     "sha256_file",
     "shipped_copy",
 ]
@@ -60,6 +62,21 @@ _REMEDIES = (
 )
 
 
+_log = logging.getLogger("lit_deep.zoo")
+
+
+def _info(message: str) -> None:
+    """Log once per job: on global rank 0 (launchers set ``RANK``), through the ``lit_deep.zoo`` logger."""
+    if os.environ.get("RANK", "0") == "0":
+        _log.info(message)
+
+
+_HUB_REMEDIES = (
+    "Remedies: check the network, HF_ENDPOINT and the repo id; download once where the Hub is reachable "
+    "(`lit-deep zoo download {name}`) and reuse that cache (HF_HOME / HF_HUB_CACHE, then HF_HUB_OFFLINE=1)."
+)
+
+
 class ZooDownloadError(RuntimeError):
     """The files of a zoo model could not be obtained (Hub, cache and shipped copy all failed)."""
 
@@ -70,11 +87,21 @@ class ZooIntegrityError(ValueError):
 
 @dataclass(frozen=True)
 class Fetched:
-    """Where a zoo model's files were found: ``source`` is ``"hub"`` (download or cache) or ``"shipped"``."""
+    """Where a zoo model's files were found.
+
+    Attributes:
+        config: local path of ``config.json``.
+        weights: local path of ``model.safetensors`` (its SHA-256 verified).
+        source: ``"hub"`` (download or Hub cache) or ``"shipped"`` (the copy in the package).
+        commit: the Hub commit the revision resolved to (``None`` for a shipped copy).
+        sha256: the verified SHA-256 of the weights.
+    """
 
     config: Path
     weights: Path
     source: str
+    commit: str | None = None
+    sha256: str = ""
 
 
 class _Unreachable(Exception):
@@ -136,19 +163,64 @@ def shipped_copy(name: str) -> Path | None:
     return None
 
 
-def _evict(path: Path) -> None:
-    """Delete a cached file: the snapshot link and the blob it points to."""
+def evict(path: Path) -> None:
+    """Delete a cached Hub file: the snapshot link and the blob it points to (the next call downloads again).
+
+    Example::
+
+        >>> evict(Path("/nonexistent/file"))  # nothing to delete: no error
+    """
     blob = Path(os.path.realpath(path))
     for target in {path, blob}:
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
 
 
-def _verify(name: str, weights: Path, expected: str | None, source: str, evict: bool) -> None:
+def git_blob_sha1(path: str | Path) -> str:
+    r"""The git blob SHA-1 of a file: the Hub's ETag of a file stored in git rather than LFS.
+
+    Example::
+
+        >>> import tempfile
+        >>> f = tempfile.NamedTemporaryFile(delete=False); _ = f.write(b"hello\n"); f.close()
+        >>> git_blob_sha1(f.name)
+        'ce013625030ba8dba906f756967f9e9ca394464a'
+    """
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _hub_hash(path: Path) -> str | None:
+    """The hash the Hub cache names a file's blob by (its ETag): 64 hex for LFS, 40 hex for git files."""
+    blob_name = Path(os.path.realpath(path)).name
+    if len(blob_name) in (40, 64) and all(c in "0123456789abcdef" for c in blob_name):
+        return blob_name
+    return None
+
+
+def verify_cached_file(path: Path, what: str) -> None:
+    """Check a file of the Hub cache against the hash its blob is named by; evict it when they differ.
+
+    Raises:
+        ZooIntegrityError: when the content does not match (the file is deleted from the cache first).
+    """
+    expected = _hub_hash(path)
     if expected is None:
-        # Another revision than the registry's: the Hub's own hash of the file (the LFS ETag, which names the blob).
-        blob_name = Path(os.path.realpath(weights)).name
-        expected = blob_name if len(blob_name) == 64 and all(c in "0123456789abcdef" for c in blob_name) else None
+        return
+    actual = sha256_file(path) if len(expected) == 64 else git_blob_sha1(path)
+    if actual != expected:
+        evict(path)
+        raise ZooIntegrityError(
+            f"{what}: {path.name} in the Hub cache does not match the Hub's hash {expected} (changed after download); "
+            "it was deleted from the cache: call again to download a fresh copy"
+        )
+
+
+def _verify(name: str, weights: Path, expected: str | None, source: str, evict: bool) -> str:
+    if expected is None:
+        # Outside the registry: the Hub's own hash of the file (the LFS ETag, which names the blob).
+        hub_hash = _hub_hash(weights)
+        expected = hub_hash if hub_hash is not None and len(hub_hash) == 64 else None
     if expected is None:
         raise ZooIntegrityError(
             f"{name}: no SHA-256 to check {weights} against; pass sha256=... for a revision outside the registry"
@@ -156,12 +228,13 @@ def _verify(name: str, weights: Path, expected: str | None, source: str, evict: 
     actual = sha256_file(weights)
     if actual != expected:
         if evict:
-            _evict(weights)
+            evict(weights)
         action = "The file was deleted from the cache; the next call downloads it again." if evict else ""
         raise ZooIntegrityError(
             f"{name}: SHA-256 mismatch for model.safetensors from the {source} ({weights}): expected {expected}, "
             f"got {actual}. Nothing was loaded (tampered, truncated, or another revision). {action}".rstrip()
         )
+    return actual
 
 
 def _probe(repo_id: str, revision: str, cache_dir: str | None) -> str:
@@ -221,8 +294,10 @@ def _retrieve(
     name: str, repo_id: str, revision: str, cache_dir: str | None, expected: str | None, local_only: bool
 ) -> Fetched:
     paths = _download(repo_id, revision, cache_dir, local_only)
-    _verify(name, paths["model.safetensors"], expected, f"Hub cache of {repo_id}@{revision}", evict=True)
-    return Fetched(paths["config.json"], paths["model.safetensors"], "hub")
+    sha = _verify(name, paths["model.safetensors"], expected, f"Hub cache of {repo_id}@{revision}", evict=True)
+    verify_cached_file(paths["config.json"], f"{repo_id}@{revision}")
+    # hf_hub_download returns <cache>/snapshots/<commit>/<file>: the commit the revision resolved to.
+    return Fetched(paths["config.json"], paths["model.safetensors"], "hub", paths["config.json"].parent.name, sha)
 
 
 def _local_rank() -> int:
@@ -270,7 +345,14 @@ def _coordinated(retrieve: Callable[[bool], Fetched], probe: Callable[[], str]) 
     return retrieve(False)
 
 
-def fetch(name: str, repo_id: str, revision: str, cache_dir: str | None, expected_sha256: str | None) -> Fetched:
+def fetch(
+    name: str,
+    repo_id: str,
+    revision: str,
+    cache_dir: str | None,
+    expected_sha256: str | None,
+    shipped: bool = True,
+) -> Fetched:
     """Get ``config.json`` and a verified ``model.safetensors`` of a zoo model.
 
     Args:
@@ -279,6 +361,7 @@ def fetch(name: str, repo_id: str, revision: str, cache_dir: str | None, expecte
         revision: branch, tag or commit.
         cache_dir: the Hub cache folder (``None``: huggingface_hub's default).
         expected_sha256: the SHA-256 the weights must have (``None``: the Hub's LFS hash of the file).
+        shipped: fall back to the copy shipped with lit_deep (registered models only).
 
     Returns:
         The local paths and their source.
@@ -294,18 +377,18 @@ def fetch(name: str, repo_id: str, revision: str, cache_dir: str | None, expecte
         )
     except _Unreachable as err:
         reason = str(err)
-    folder = shipped_copy(name)
+    folder = shipped_copy(name) if shipped else None
     if folder is None:
         offline = " (HF_HUB_OFFLINE is set)" if _offline() else ""
         raise ZooDownloadError(
             f"zoo model {name!r}: cannot download {repo_id}@{revision} from {endpoint()}{offline} and it is neither "
             f"in the cache ({cache_dir or constants.HF_HUB_CACHE}) nor shipped with lit_deep. Cause: {reason}. "
-            + _REMEDIES.format(name=name, env=SHIPPED_DIR_ENV)
+            + (_REMEDIES if shipped else _HUB_REMEDIES).format(name=name, env=SHIPPED_DIR_ENV)
         )
     weights = folder / "model.safetensors"
-    _verify(name, weights, expected_sha256, "copy shipped with lit_deep", evict=False)
-    rank_zero_info(
+    sha = _verify(name, weights, expected_sha256, "copy shipped with lit_deep", evict=False)
+    _info(
         f"lit_deep.zoo: {repo_id}@{revision} unavailable from {endpoint()} and not cached; "
         f"using the copy shipped with lit_deep ({folder})."
     )
-    return Fetched(folder / "config.json", weights, "shipped")
+    return Fetched(folder / "config.json", weights, "shipped", None, sha)

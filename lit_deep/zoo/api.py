@@ -1,18 +1,50 @@
-"""The zoo's public functions: ``load`` a pretrained model, ``download`` its files, describe it with ``info``."""
+"""The zoo's public functions: ``load`` a pretrained model, ``download`` its files, describe it with ``info``.
+
+A model is a registered zoo name (weights pinned by SHA-256, shipped with lit_deep as an offline fallback) or
+any Hub repo in the lit_deep format (``owner/name``, optional ``@revision`` and ``hf-hub:`` prefix), whose
+weights are checked against the Hub's own SHA-256 (the LFS ETag). Loading imports no Lightning.
+"""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from typing import Any
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+from torch import nn
 
-from lit_deep.zoo._build import ZooModel
-from lit_deep.zoo._hub import Fetched, fetch
-from lit_deep.zoo.registry import ZooEntry, get_entry
+from lit_deep.models import BackboneHead, DescriptionError, build, transfer
+from lit_deep.zoo._format import model_description, read_config, zoo_description
+from lit_deep.zoo._hub import Fetched, _info, evict, fetch
+from lit_deep.zoo.registry import HubReference, ZooEntry, get_entry, parse_reference
 
-__all__ = ["download", "info", "load"]
+__all__ = ["ZooInfo", "download", "info", "load"]
+
+
+@dataclass(frozen=True)
+class ZooInfo:
+    """Where a loaded zoo model came from (``model.zoo_info``).
+
+    Attributes:
+        name: the registry name or the repo id.
+        repo_id: the Hub repo.
+        revision: the revision asked for.
+        commit: the commit it resolved to (``None`` for the shipped copy).
+        source: ``"hub"`` or ``"shipped"``.
+        sha256: the verified SHA-256 of ``model.safetensors``.
+        class_names: the outputs' classes (from ``config.json``).
+        config: the parsed ``config.json``.
+    """
+
+    name: str
+    repo_id: str
+    revision: str
+    commit: str | None
+    source: str
+    sha256: str
+    class_names: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _check_revision(revision: str | None) -> None:
@@ -20,16 +52,25 @@ def _check_revision(revision: str | None) -> None:
         raise ValueError(f"revision: expected a branch, tag or commit name, got {revision!r}")
 
 
-def _expected_sha(entry: ZooEntry, revision: str, sha256: str | None) -> str | None:
+def _expected_sha(entry: ZooEntry | None, revision: str, sha256: str | None) -> str | None:
     if sha256 is not None:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower()):
+        if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower()):
             raise ValueError(f"sha256: expected 64 hex digits, got {sha256!r}")
         return sha256.lower()
-    if revision == entry.revision:
+    if entry is not None and revision == entry.revision:
         if not entry.sha256:
             raise ValueError(f"name: zoo model {entry.name!r} has no published weights yet (empty sha256)")
         return entry.sha256
     return None
+
+
+def _resolve(name: str, revision: str | None, namespace: str | None) -> tuple[HubReference, str]:
+    _check_revision(revision)
+    ref = parse_reference(name, namespace)
+    if revision is not None and ref.revision is not None and revision != ref.revision:
+        raise ValueError(f"revision: {revision!r} contradicts the revision in the name {name!r}")
+    rev = revision or ref.revision or (ref.entry.revision if ref.entry is not None else "main")
+    return ref, rev
 
 
 def download(
@@ -42,19 +83,20 @@ def download(
     """Download (or find in the cache) and verify the files of a zoo model; nothing is deserialised.
 
     Args:
-        name: a zoo name (see :func:`~lit_deep.zoo.list_models`).
-        revision: Hub branch, tag or commit; default the registry's pinned revision.
+        name: a zoo name (see :func:`~lit_deep.zoo.list_models`) or a Hub repo id ``owner/name[@revision]``.
+        revision: Hub branch, tag or commit; default the registry's pinned revision (``main`` for other repos).
         cache_dir: the Hub cache folder; default huggingface_hub's (``HF_HOME``/``HF_HUB_CACHE``).
-        namespace: Hub user or organisation; default ``$LIT_DEEP_HUB_NAMESPACE``, else ``lit-deep``.
-        sha256: the expected hash of ``model.safetensors`` for a revision outside the registry (default: the
-            registry's hash for its revision, the Hub's LFS hash for any other).
+        namespace: Hub user or organisation of registered names; default ``$LIT_DEEP_HUB_NAMESPACE``, else
+            ``lit-deep``.
+        sha256: the expected hash of ``model.safetensors`` (default: the registry's for its pinned revision, the
+            Hub's LFS hash otherwise).
 
     Returns:
-        The local paths of ``config.json`` and ``model.safetensors`` and where they came from.
+        The local paths of ``config.json`` and ``model.safetensors``, where they came from and the commit.
 
     Raises:
-        UnknownModelError: for a name not in the registry.
-        ZooIntegrityError: when the weights' SHA-256 does not match (the cached copy is deleted).
+        UnknownModelError: for a name that is neither registered nor a repo id.
+        ZooIntegrityError: when a file's hash does not match (the cached copy is deleted).
         ZooDownloadError: when neither the Hub, the cache nor a shipped copy has the files.
 
     Example::
@@ -64,27 +106,32 @@ def download(
         ...
         ValueError: revision: expected a branch, tag or commit name, got ''
     """
-    entry = get_entry(name)
-    _check_revision(revision)
-    rev = revision or entry.revision
-    return fetch(name, entry.repo_id(namespace), rev, cache_dir, _expected_sha(entry, rev, sha256))
+    ref, rev = _resolve(name, revision, namespace)
+    expected = _expected_sha(ref.entry, rev, sha256)
+    return fetch(ref.name, ref.repo_id, rev, cache_dir, expected, shipped=ref.entry is not None)
 
 
-def _read_config(fetched: Fetched, entry: ZooEntry, pinned: bool) -> dict[str, Any]:
-    try:
-        config = json.loads(fetched.config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{entry.name}: config.json from the {fetched.source} is not valid JSON ({err})") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{entry.name}: config.json must hold a JSON object, got {type(config).__name__}")
-    if pinned:
-        for key, expected in (("architecture", entry.architecture), ("preprocessing", entry.preprocessing.to_dict())):
-            if config.get(key) != expected:
-                raise ValueError(
-                    f"{entry.name}: config.json {key} from the {fetched.source} differs from the registry's "
-                    f"({config.get(key)!r} != {expected!r})"
-                )
-    return config
+def _description(fetched: Fetched, ref: HubReference, rev: str, pinned: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    where = f"the {fetched.source} copy of {ref.repo_id}@{rev}"
+    config = read_config(fetched.config, where)
+    description = model_description(config, f"config.json from {where}")
+    if pinned and ref.entry is not None:
+        expected = zoo_description(ref.entry.architecture, ref.entry.preprocessing.to_dict())
+        if description != expected:
+            remedy = ""
+            if fetched.source == "hub":
+                evict(fetched.config)
+                remedy = " It was deleted from the Hub cache: call again to download a fresh copy."
+            raise ValueError(
+                f"{ref.name}: the model in config.json from {where} differs from the registry's (tampered or "
+                f"another revision); nothing was built.{remedy}"
+            )
+    return config, description
+
+
+def _header_shapes(path: str) -> dict[str, tuple[int, ...]]:
+    with safe_open(path, framework="pt") as handle:  # reads the JSON header only
+        return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
 
 
 def load(
@@ -95,32 +142,36 @@ def load(
     *,
     namespace: str | None = None,
     sha256: str | None = None,
-) -> ZooModel:
+) -> BackboneHead:
     """A pretrained zoo model, downloaded through ``huggingface_hub``, verified and rebuilt from ``config.json``.
 
-    The weights are read from safetensors only (never pickle), after their SHA-256 matched, with
-    ``strict=True``. The model is returned in eval mode with its preprocessing as first layer, so it takes raw
-    images: uint8 ``[B, 28, 28]``/``[B, 1, 28, 28]`` or float in [0, 1], normalised as at training time.
-    Call ``.train()`` before fine-tuning it yourself: Lightning keeps the mode a module arrives in
-    (:meth:`lit_deep.Classifier.from_zoo` does it for you).
+    The weights are read from safetensors only (never pickle), after their SHA-256 matched (the registry's pin, or
+    the Hub's LFS hash for other repos); the model is built by :func:`lit_deep.models.build` from allow-listed
+    classes, first on the ``meta`` device to check its shapes against the safetensors header (nothing is allocated
+    for a config that does not fit), and loaded with ``strict=True``. It is returned in eval mode with its
+    preprocessing as first layer, so it takes raw images: uint8 ``[B, 28, 28]``/``[B, 1, 28, 28]`` or float in
+    [0, 1]. ``model.zoo_info`` (:class:`ZooInfo`) says where it came from and which commit. Call ``.train()``
+    before fine-tuning it yourself (:meth:`lit_deep.Classifier.from_zoo` does it for you).
 
     Args:
-        name: a zoo name (``lit-deep zoo list``).
+        name: a zoo name (``lit-deep zoo list``) or a Hub repo id ``owner/name[@revision]`` (``hf-hub:`` prefix
+            allowed) holding a lit_deep ``config.json`` and ``model.safetensors``.
         num_classes: give the model a fresh head with this many outputs (backbone pretrained, head new): the
-            starting point of transfer learning. ``None`` keeps the pretrained head.
-        revision: Hub branch, tag or commit; default the registry's pinned revision.
+            starting point of transfer learning (:func:`lit_deep.models.transfer`). ``None`` keeps the head.
+        revision: Hub branch, tag or commit; default the registry's pinned revision (``main`` for other repos).
         cache_dir: the Hub cache folder; default huggingface_hub's.
-        namespace: Hub user or organisation; default ``$LIT_DEEP_HUB_NAMESPACE``, else ``lit-deep``.
-        sha256: the expected weights hash for a revision outside the registry.
+        namespace: Hub namespace of registered names; default ``$LIT_DEEP_HUB_NAMESPACE``, else ``lit-deep``.
+        sha256: the expected weights hash (default: the registry's pin, or the Hub's own hash).
 
     Returns:
-        A :class:`~lit_deep.zoo.ZooModel` (``.backbone``, ``.head``, ``spec()``).
+        The model (a :class:`~lit_deep.models.BackboneHead`: ``.backbone``, ``.head``).
 
     Raises:
-        UnknownModelError: for a name not in the registry (with close matches).
-        ZooIntegrityError: when the weights' SHA-256 does not match.
+        UnknownModelError: for a name that is neither registered nor a repo id (with close matches).
+        ZooIntegrityError: when a file's hash does not match.
         ZooDownloadError: when the files cannot be obtained (the message names the endpoint and remedies).
-        ValueError: for bad arguments or a config/weights file that does not fit the architecture.
+        DescriptionError: for a config that names a class outside the allow-list or does not fit the weights.
+        ValueError: for bad arguments.
 
     Example::
 
@@ -133,27 +184,49 @@ def load(
         not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
     ):
         raise ValueError(f"num_classes: must be a positive integer or None, got {num_classes!r}")
-    entry = get_entry(name)
-    _check_revision(revision)
-    rev = revision or entry.revision
+    ref, rev = _resolve(name, revision, namespace)
     fetched = download(name, revision=rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
-    config = _read_config(fetched, entry, pinned=rev == entry.revision and sha256 is None)
-    model = ZooModel(config)
+    pinned = ref.entry is not None and rev == ref.entry.revision and sha256 is None
+    config, description = _description(fetched, ref, rev, pinned)
+    weights = str(fetched.weights)
     try:
-        state = load_file(str(fetched.weights))
-        model.load_state_dict(state, strict=True)
+        model = build(description, _header_shapes(weights), f"model.safetensors of {ref.repo_id}@{rev}")
+        model.load_state_dict(load_file(weights), strict=True)
+    except DescriptionError as err:
+        raise DescriptionError(f"{ref.name}: {err}") from err
     except (SafetensorError, RuntimeError) as err:
         raise ValueError(
-            f"{name}: model.safetensors from the {fetched.source} does not fit config.json: {err}"
+            f"{ref.name}: model.safetensors from the {fetched.source} does not fit config.json: {err}"
         ) from err
+    if not isinstance(model, BackboneHead):
+        raise DescriptionError(f"{ref.name}: config.json describes a {type(model).__name__}, not a zoo model")
+    if ref.entry is None:
+        _info(f"lit_deep.zoo: {ref.repo_id}@{rev} resolved to commit {fetched.commit} (SHA-256 {fetched.sha256[:12]})")
     if num_classes is not None:
-        model.reset_head(num_classes)
-    model.zoo_source = fetched.source
+        model = transfer(model, num_classes)
+    classes = config.get("class_names") if num_classes is None else None
+    _attach(
+        model,
+        ZooInfo(
+            ref.name,
+            ref.repo_id,
+            rev,
+            fetched.commit,
+            fetched.source,
+            fetched.sha256,
+            tuple(str(c) for c in classes) if isinstance(classes, list) else (),
+            config,
+        ),
+    )
     return model.eval()
 
 
+def _attach(model: nn.Module, zoo_info: ZooInfo) -> None:
+    model.zoo_info = zoo_info  # a plain attribute: not a parameter, not part of the description
+
+
 def info(name: str) -> dict[str, Any]:
-    """A summary of a zoo model for display (``lit-deep zoo info NAME``).
+    """A summary of a registered zoo model for display (``lit-deep zoo info NAME``).
 
     Example::
 

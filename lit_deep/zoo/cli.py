@@ -1,4 +1,4 @@
-"""``lit-deep zoo list | info NAME | download NAME | push NAME --repo-id ID | export NAME --ckpt PATH | cards``."""
+"""``lit-deep zoo list | info NAME | download NAME | push (NAME | --checkpoint PATH) --repo-id ID | export | cards``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
-from lit_deep.zoo._hub import ZooDownloadError, ZooIntegrityError, shipped_copy
+from lit_deep.zoo._hub import ZooDownloadError, ZooIntegrityError
 from lit_deep.zoo.api import download, info
-from lit_deep.zoo.cards import check_repo_files, write_repo_files
-from lit_deep.zoo.registry import REGISTRY, UnknownModelError, get_entry, list_models
+from lit_deep.zoo.registry import REGISTRY, UnknownModelError, list_models
 
-__all__ = ["main", "push"]
+__all__ = ["main"]
 
 #: The zoo folder of a source checkout (``zoo/`` at the repository root).
 ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo"
@@ -41,60 +40,29 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-def push(
-    name: str,
-    repo_id: str,
-    folder: str | Path | None = None,
-    private: bool = False,
-    token: str | None = None,
-    commit_message: str | None = None,
-) -> str:
-    """Create the Hub repo ``repo_id`` (if needed) and upload ``zoo/<name>/`` to it with ``HfApi``.
-
-    The folder must be in sync with the registry (same SHA-256, generated card and config) first.
-
-    Returns:
-        The commit id of the upload (pin it as the entry's ``revision``).
-
-    Raises:
-        ValueError: for an unknown name, a bad ``repo_id`` or a folder out of sync with the registry.
-
-    Example::
-
-        >>> push("mlp.fmnist", repo_id="no-namespace")
-        Traceback (most recent call last):
-        ...
-        ValueError: repo_id: expected 'namespace/name', got 'no-namespace'
-    """
-    entry = get_entry(name)
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id: expected 'namespace/name', got {repo_id!r}")
-    path = Path(folder) if folder is not None else ZOO_DIR / name
-    if folder is None and not path.is_dir():
-        path = shipped_copy(name) or path  # an installed package: the copy it ships
-    problems = check_repo_files(entry, path)
-    if problems:
-        raise ValueError("folder: not in sync with the registry: " + "; ".join(problems))
-    api = HfApi(token=token)
-    api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        repo_type="model",
-        folder_path=str(path),
-        allow_patterns=["config.json", "model.safetensors", "README.md"],
-        commit_message=commit_message or f"Upload {name} (lit_deep zoo, SHA-256 {entry.sha256[:12]})",
-    )
-    return str(getattr(commit, "oid", commit))
-
-
 def _push(args: argparse.Namespace) -> int:
-    oid = push(args.name, args.repo_id, args.folder, args.private, args.token, args.message)
+    from lit_deep.zoo.release import push_checkpoint, push_registered
+
+    if (args.name is None) == (args.checkpoint is None):
+        raise ValueError("push: give either a registered NAME or --checkpoint PATH (not both)")
+    if args.checkpoint is not None:
+        oid = push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            data_dir=args.data_dir,
+            private=args.private,
+            token=args.token,
+            commit_message=args.message,
+        )
+        print(f"{args.checkpoint}: uploaded to {args.repo_id} (commit {oid}); load it with zoo.load({args.repo_id!r})")
+        return 0
+    oid = push_registered(args.name, args.repo_id, args.folder, args.private, args.token, args.message)
     print(f"{args.name}: uploaded to {args.repo_id} (commit {oid}); pin it as the registry entry's revision")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from lit_deep.zoo.export import export_checkpoint, registry_snippet
+    from lit_deep.zoo.release import export_checkpoint, registry_snippet
 
     result = export_checkpoint(args.name, args.ckpt, Path(args.out) / args.name, data_dir=args.data_dir)
     print(registry_snippet(args.name, result))
@@ -102,6 +70,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _cards(args: argparse.Namespace) -> int:
+    from lit_deep.zoo.release import check_repo_files, write_repo_files
+
     root = Path(args.out)
     problems: list[str] = []
     for name in list_models():
@@ -127,8 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--namespace", default=None, help="Hub namespace (default $LIT_DEEP_HUB_NAMESPACE or lit-deep)")
     p.set_defaults(func=_download)
-    p = sub.add_parser("push", help="Create a Hub repo and upload zoo/NAME to it.")
-    p.add_argument("name")
+    p = sub.add_parser("push", help="Publish a registered zoo/NAME folder or any lit-deep checkpoint on the Hub.")
+    p.add_argument("name", nargs="?", default=None, help="a registered zoo name (or use --checkpoint)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint written by lit-deep fit: package, measure, push")
+    p.add_argument("--data-dir", default=None, help="Fashion-MNIST folder for the card's test metrics")
     p.add_argument("--repo-id", required=True)
     p.add_argument("--folder", default=None, help="default: zoo/NAME of this checkout")
     p.add_argument("--private", action="store_true")
@@ -165,4 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (UnknownModelError, ZooDownloadError, ZooIntegrityError, ValueError, FileNotFoundError) as err:
         print(f"lit-deep zoo {args.verb}: {err}", file=sys.stderr)
+        return 2
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        remedy = (
+            " Log in (`hf auth login`), set HF_TOKEN or pass --token with write access to the repo's owner."
+            if status in (401, 403)
+            else ""
+        )
+        print(f"lit-deep zoo {args.verb}: the Hub refused ({str(err).splitlines()[0]}).{remedy}", file=sys.stderr)
         return 2

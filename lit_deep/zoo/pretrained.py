@@ -1,32 +1,55 @@
-"""A zoo model as a class with plain arguments, for LightningCLI YAML recipes."""
+"""A pretrained backbone with a new head as a class with plain arguments: the form a YAML recipe can name."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import ClassVar
 
-import torch
-from torch import nn
+from lit_deep.models import BackboneHead, load_checkpoint_model, transfer
 
-from lit_deep.models._base import BackboneHead
-from lit_deep.nn.init import init_weights
+__all__ = ["Pretrained", "load_source"]
 
-__all__ = ["Pretrained"]
+
+def load_source(source: str, revision: str | None = None) -> BackboneHead:
+    """The model a transfer starts from: a checkpoint file, a registered zoo name or a Hub repo id.
+
+    Raises:
+        ValueError: for a checkpoint without a lit_deep model, or an unknown name (with close matches).
+
+    Example::
+
+        >>> try:
+        ...     load_source("mlp.fmnst")
+        ... except ValueError as err:
+        ...     print(str(err).split(" or ")[0])
+        name: no zoo model 'mlp.fmnst'; did you mean 'mlp.fmnist'
+    """
+    from lit_deep.zoo.api import load
+
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"name: expected a zoo name, a Hub repo id or a checkpoint path, got {source!r}")
+    if source.endswith(".ckpt") or os.path.isfile(source):
+        model = load_checkpoint_model(source)
+        if not isinstance(model, BackboneHead):
+            raise ValueError(f"name: the model in {source!r} has no backbone/head")
+        return model
+    return load(source, revision=revision)
 
 
 class Pretrained(BackboneHead):
-    """``zoo.load(name, num_classes)`` as a model class: the form a YAML recipe can name.
+    """The backbone of a pretrained model (a copy) with a new head: :func:`lit_deep.models.transfer` for YAML.
 
-    ``model: {class_path: lit_deep.zoo.pretrained.Pretrained, init_args: {name: mlp_selu.fmnist_a, num_classes: 1}}``
-    gives the pretrained backbone (downloaded and verified as :func:`lit_deep.zoo.load` does, a copy) with a new
-    head. ``dropout`` appends an ``AlphaDropout`` (SELU backbones) or ``Dropout`` layer to the backbone, the
-    source of MC-dropout samples; ``reinitialize=True`` keeps the architecture and preprocessing but re-draws
-    every backbone weight (LeCun normal for SELU nets, He otherwise): the from-scratch twin of a transfer run.
-    Checkpoints store the zoo config (no download to reload).
+    ``model: {class_path: lit_deep.zoo.Pretrained, init_args: {name: mlp_selu.fmnist_a, num_classes: 1}}``.
+    ``name`` is a zoo name, any Hub repo id in the lit_deep format (``owner/name[@revision]``), or a lit_deep
+    checkpoint file. ``dropout`` appends a dropout layer to the backbone (alpha dropout for SELU backbones), the
+    source of MC-dropout samples; ``reinitialize=True`` keeps the architecture and preprocessing but re-draws the
+    backbone's weights: the from-scratch twin of a transfer run. Checkpoints describe every layer (dropout
+    included), so they reload and resume without any download.
 
     Args:
-        name: a zoo model name.
+        name: zoo name, Hub repo id or checkpoint path.
         num_classes: outputs of a new head (``None`` keeps the pretrained head).
-        revision: Hub revision (default: the registry's).
+        revision: Hub revision (default: the registry's pin, ``main`` for other repos).
         dropout: rate of the dropout layer appended to the backbone (0: none).
         reinitialize: re-draw the backbone's weights.
         seed: seed of the new head and of the re-initialisation.
@@ -39,6 +62,8 @@ class Pretrained(BackboneHead):
         ValueError: num_classes: must be a positive integer or None, got 0
     """
 
+    describe_by_parts: ClassVar[bool] = True
+
     def __init__(
         self,
         name: str,
@@ -48,25 +73,11 @@ class Pretrained(BackboneHead):
         reinitialize: bool = False,
         seed: int | None = None,
     ) -> None:
-        from lit_deep.zoo.api import load
-
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: must be in [0, 1), got {dropout}")
-        if seed is not None:
-            torch.manual_seed(seed)
-        model = load(name, num_classes=num_classes, revision=revision).train()
-        selu = model.zoo_config["architecture"]["init_args"].get("activation") == "selu"
-        if reinitialize:
-            init_weights(model.backbone, "lecun_normal" if selu else "he_normal")
-        if dropout > 0:
-            model.backbone = nn.Sequential(
-                *model.backbone.children(), nn.AlphaDropout(dropout) if selu else nn.Dropout(dropout)
-            )
-        spec = model.spec()  # computed now: a plain dict, not a second registered copy of the modules
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+        ):
+            raise ValueError(f"num_classes: must be a positive integer or None, got {num_classes!r}")
+        source = load_source(name, revision)
+        model = transfer(source, num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed).train()
         super().__init__(model.backbone, model.head, model.feature_dim)
-        self._spec = spec
         self.zoo_name = name
-
-    def spec(self) -> dict[str, Any]:
-        """The zoo model's spec (architecture and preprocessing from its config, no weights, no download)."""
-        return dict(self._spec)

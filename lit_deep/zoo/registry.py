@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,10 @@ __all__ = [
     "Preprocessing",
     "UnknownModelError",
     "ZooEntry",
+    "HubReference",
     "get_entry",
     "list_models",
+    "parse_reference",
 ]
 
 #: The Hub namespace (user or organisation) of the zoo's repos.
@@ -83,6 +86,8 @@ class ZooEntry:
         namespace: the Hub namespace (overridden by ``$LIT_DEEP_HUB_NAMESPACE``).
         kind: ``"classifier"`` or ``"autoencoder"``.
         mc_samples: for MC-dropout models, the number of stochastic passes the metrics average.
+        training: how the model was trained, for the card (default: the registered recipe).
+        load_name: the name users load it by (default ``name``; a pushed model's repo id).
 
     Example::
 
@@ -106,6 +111,8 @@ class ZooEntry:
     kind: str = "classifier"
     mc_samples: int = 0
     extra_metrics: dict[str, float] = field(default_factory=dict)
+    training: str = ""
+    load_name: str = ""
 
     @property
     def arch(self) -> str:
@@ -114,8 +121,8 @@ class ZooEntry:
 
     @property
     def tag(self) -> str:
-        """The tag part of the name."""
-        return self.name.split(".", 1)[1]
+        """The tag part of the name (empty for a name without a dot)."""
+        return self.name.partition(".")[2]
 
     @property
     def recipe(self) -> str:
@@ -275,6 +282,52 @@ REGISTRY: dict[str, ZooEntry] = {
 }
 
 
+_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class HubReference:
+    """What a name given to :func:`lit_deep.zoo.load` refers to: a registered model or any Hub repo.
+
+    Attributes:
+        name: the name as the zoo reports it (the registry name, or the repo id).
+        repo_id: ``owner/name`` on the Hub.
+        revision: the revision asked for (``None``: the registry's pinned one, or ``main``).
+        entry: the registry entry, for a registered name.
+    """
+
+    name: str
+    repo_id: str
+    revision: str | None
+    entry: ZooEntry | None
+
+
+def parse_reference(name: str, namespace: str | None = None) -> HubReference:
+    """Resolve a zoo name or a Hub repo id (``owner/name``, optional ``@revision``, optional ``hf-hub:``).
+
+    Raises:
+        UnknownModelError: for a name that is neither registered nor a repo id (with close matches).
+
+    Example::
+
+        >>> ref = parse_reference("hf-hub:someone/their-fmnist-cnn@v1")
+        >>> ref.repo_id, ref.revision, ref.entry is None
+        ('someone/their-fmnist-cnn', 'v1', True)
+        >>> parse_reference("mlp.fmnist").repo_id
+        'lit-deep/mlp.fmnist'
+    """
+    if isinstance(name, str) and name in REGISTRY:
+        entry = REGISTRY[name]
+        return HubReference(name, entry.repo_id(namespace), None, entry)
+    text = name.removeprefix("hf-hub:") if isinstance(name, str) else ""
+    repo_id, _, revision = text.partition("@")
+    parts = repo_id.split("/")
+    if len(parts) == 2 and all(_REPO_PART.match(p) and ".." not in p for p in parts) and (revision or "@" not in text):
+        return HubReference(repo_id, repo_id, revision or None, None)
+    get_entry(name)  # raises UnknownModelError with suggestions
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def list_models() -> list[str]:
     """The names of the zoo's models, sorted.
 
@@ -305,5 +358,8 @@ def get_entry(name: str) -> ZooEntry:
     if not isinstance(name, str) or name not in REGISTRY:
         close = difflib.get_close_matches(str(name), list(REGISTRY), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise UnknownModelError(f"name: no zoo model {name!r}; {hint}Available: {', '.join(list_models())}")
+        raise UnknownModelError(
+            f"name: no zoo model {name!r}; {hint}Available: {', '.join(list_models())}, or any Hub repo "
+            "'owner/name[@revision]' in the lit_deep format"
+        )
     return REGISTRY[name]

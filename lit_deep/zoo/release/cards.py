@@ -12,6 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from lit_deep.zoo._format import FORMAT, zoo_description
 from lit_deep.zoo._hub import sha256_file
 from lit_deep.zoo.registry import ZooEntry
 
@@ -29,8 +30,12 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "test_bce": ("bce", "Test reconstruction BCE (per pixel)"),
 }
 _DATASET = "zalando-datasets/fashion_mnist"
-_TASK_TEXT = {"full": "all ten classes", "A": "task A: the eight classes other than sandal and shirt"}
-_TEST_IMAGES = {"full": "10,000", "A": "8,000"}
+_TASK_TEXT = {
+    "full": "all ten classes",
+    "A": "task A: the eight classes other than sandal and shirt",
+    "B": "task B: two classes",
+}
+_TEST_IMAGES = {"full": "10,000", "A": "8,000", "B": "2,000"}
 
 
 def config_dict(entry: ZooEntry) -> dict[str, Any]:
@@ -39,16 +44,15 @@ def config_dict(entry: ZooEntry) -> dict[str, Any]:
     Example::
 
         >>> from lit_deep.zoo.registry import get_entry
-        >>> config_dict(get_entry("mlp_selu.fmnist_a"))["preprocessing"]["standardize"]
-        'per_pixel'
+        >>> config_dict(get_entry("mlp_selu.fmnist_a"))["model"]["parts"]["backbone"]["init_args"]["modules"][0]
+        {'class_path': 'lit_deep.models.Preprocess', 'init_args': {'input_shape': [1, 28, 28], 'per_pixel': True}}
     """
     return {
-        "lit_deep_zoo_format": 1,
+        "lit_deep_zoo_format": FORMAT,
         "name": entry.name,
         "library_name": "lit-deep",
         "kind": entry.kind,
-        "architecture": entry.architecture,
-        "preprocessing": entry.preprocessing.to_dict(),
+        "model": zoo_description(entry.architecture, entry.preprocessing.to_dict()),
         "task": entry.task,
         "num_classes": len(entry.class_names),
         "class_names": list(entry.class_names),
@@ -67,7 +71,7 @@ def config_text(entry: ZooEntry) -> str:
     Example::
 
         >>> from lit_deep.zoo.registry import get_entry
-        >>> json.loads(config_text(get_entry("cnn.fmnist")))["architecture"]["class_path"]
+        >>> json.loads(config_text(get_entry("cnn.fmnist")))["model"]["class_path"]
         'lit_deep.models.CNN'
     """
     return json.dumps(config_dict(entry), indent=2) + "\n"
@@ -109,18 +113,19 @@ def _results_table(entry: ZooEntry) -> str:
 
 
 def _usage(entry: ZooEntry) -> str:
+    name = entry.load_name or entry.name
     if entry.kind == "autoencoder":
         use = (
-            f'ae = zoo.load("{entry.name}")            # reconstructions: ae(images) -> [B, 1, 28, 28]\n'
-            f'clf = zoo.load("{entry.name}", num_classes=10)  # the pretrained encoder + a new head'
+            f'ae = zoo.load("{name}")            # reconstructions: ae(images) -> [B, 1, 28, 28]\n'
+            f'clf = zoo.load("{name}", num_classes=10)  # the pretrained encoder + a new head'
         )
     else:
         k = 2 if entry.task == "A" else len(entry.class_names)
         use = (
-            f'model = zoo.load("{entry.name}")        # eval mode; takes uint8 or [0, 1] images\n'
+            f'model = zoo.load("{name}")        # eval mode; takes uint8 or [0, 1] images\n'
             f"probs = model(images).softmax(-1)       # images: [B, 28, 28] or [B, 1, 28, 28]\n"
-            f'new = zoo.load("{entry.name}", num_classes={k})   # pretrained backbone, new head (transfer)\n'
-            f'clf = Classifier.from_zoo("{entry.name}", num_classes={k})  # the same, as a LightningModule'
+            f'new = zoo.load("{name}", num_classes={k})   # pretrained backbone, new head (transfer)\n'
+            f'clf = Classifier.from_zoo("{name}", num_classes={k})  # the same, as a LightningModule'
         )
     return f"```python\nfrom lit_deep import Classifier, zoo\n\n{use}\n```"
 
@@ -140,6 +145,16 @@ def _results_intro(entry: ZooEntry) -> str:
     return (
         f"Measured on the Fashion-MNIST test split ({_TASK_TEXT[entry.task]}); NLL in nats, ECE with 15 "
         f"equal-width bins (torchmetrics `MulticlassCalibrationError`).{mc}"
+    )
+
+
+def _training(entry: ZooEntry) -> str:
+    if entry.training:
+        return entry.training
+    return (
+        f"`lit-deep fit --config {entry.recipe}` (seed {entry.seed}) on the book's split: the first 5,000 training "
+        "images for validation, the other 55,000 for training; weights exported from the final checkpoint with "
+        f"`lit-deep zoo export {entry.name} --ckpt ...`."
     )
 
 
@@ -170,14 +185,13 @@ def card_text(entry: ZooEntry, weights_size: int | None = None) -> str:
         f"# {entry.name}\n\n{entry.summary}",
         f"## Results\n\n{_results_intro(entry)}\n\n{_results_table(entry)}",
         f"## Classes\n\n{classes}",
-        f"## How to load\n\n{_usage(entry)}\n\nOr `lit-deep zoo download {entry.name}`. The weights' SHA-256 is "
-        "checked before they are read (safetensors only, `strict=True`).",
+        f"## How to load\n\n{_usage(entry)}\n\nOr `lit-deep zoo download {entry.load_name or entry.name}`. The "
+        "weights' SHA-256 is checked before they are read (safetensors only, `strict=True`).",
         f"## Preprocessing\n\nInputs `[B, 28, 28]` or `[B, 1, 28, 28]`; uint8 images are divided by 255, float images "
         f"must be in [0, 1]; {norm}. This is the model's first layer (`backbone.0`), so raw images go straight in.",
-        f"## Training\n\n`lit-deep fit --config {entry.recipe}` (seed {entry.seed}) on the book's split: the first "
-        "5,000 training images for validation, the other 55,000 for training; weights exported from the final "
-        f"checkpoint with `lit-deep zoo export {entry.name} --ckpt ...`.",
-        f"## Files\n\n- `config.json`: architecture, preprocessing, classes, metrics, recipe.\n- `model.safetensors`"
+        f"## Training\n\n{_training(entry)}",
+        f"## Files\n\n- `config.json`: the model's description (every layer, preprocessing first; rebuilt from "
+        "allow-listed classes only), classes, metrics, recipe.\n- `model.safetensors`"
         f"{size}: float32 weights, SHA-256 `{entry.sha256}`.",
         f"## Limits\n\n{entry.limits} Fashion-MNIST images only: centred 28x28 greyscale product photos on a black "
         "background; other images are out of distribution.",

@@ -1,0 +1,183 @@
+"""Transfer learning, written once: the backbone of a model (a copy) with a new head, dropout and re-initialisation.
+
+:func:`transfer` is the one entry point; :class:`FromCheckpoint` (a local checkpoint) and
+:class:`lit_deep.zoo.Pretrained` (a zoo name, a Hub repo or a checkpoint) are its YAML forms,
+:meth:`lit_deep.Classifier.from_zoo`, :func:`lit_deep.zoo.load` with ``num_classes`` and the demo call it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, make_dropout, new_head
+from lit_deep.models.description import DescriptionError, build
+from lit_deep.nn.init import init_weights
+
+__all__ = ["FromCheckpoint", "load_checkpoint_model", "transfer"]
+
+
+def _check_num_classes(num_classes: Any, allow_none: bool) -> None:
+    if num_classes is None and allow_none:
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"num_classes: must be a positive integer{extra}, got {num_classes!r}")
+
+
+def transfer(
+    source: nn.Module,
+    num_classes: int | None,
+    *,
+    dropout: float = 0.0,
+    dropout_kind: str = "auto",
+    reinitialize: bool = False,
+    seed: int | None = None,
+) -> BackboneHead:
+    """A new model: a **copy** of ``source.backbone`` (+ a dropout layer) and a fresh head.
+
+    The copy matters: sharing the backbone would let training the new model silently change the source (the
+    book's lesson about ``clone_model``). The new head is Glorot-uniform with zero bias (Keras's ``Dense``). An
+    autoencoder's backbone is its encoder, so a head on the codings is unsupervised pretraining's classifier.
+
+    Args:
+        source: a :class:`~lit_deep.models.BackboneHead` (MLP, CNN, Autoencoder, a zoo model, a checkpoint's).
+        num_classes: outputs of the new head; ``None`` keeps (a copy of) the source's head.
+        dropout: rate of a dropout layer appended to the backbone (0: none), e.g. the MC-dropout source.
+        dropout_kind: ``"auto"`` (alpha dropout when the backbone has SELU units, standard otherwise) or one of
+            ``standard``, ``alpha``, ``mc``, ``mc_alpha``.
+        reinitialize: re-draw every backbone weight (LeCun normal for SELU nets, He otherwise): the from-scratch
+            twin of a transfer run, same architecture and preprocessing.
+        seed: seed of the new head and of the re-initialisation (``None``: the global generator).
+
+    Returns:
+        A :class:`~lit_deep.models.BackboneHead` (its description holds every layer, dropout included).
+
+    Raises:
+        ValueError: for a source without backbone/head or a bad argument (named in the message).
+
+    Example::
+
+        >>> from lit_deep.models import MLP
+        >>> source = MLP(hidden=(20,), num_classes=8, activation="selu")
+        >>> target = transfer(source, 2, dropout=0.1, seed=0)
+        >>> target.head.out_features, type(target.backbone[-1]).__name__
+        (2, 'AlphaDropout')
+        >>> torch.equal(target.backbone[1].weight, source.backbone[1].weight), target.backbone[1] is source.backbone[1]
+        (True, False)
+    """
+    if not isinstance(source, BackboneHead):
+        raise ValueError(
+            f"source: expected a model with .backbone and .head (BackboneHead), got {type(source).__name__}"
+        )
+    _check_num_classes(num_classes, allow_none=True)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: must be a rate in [0, 1), got {dropout!r}")
+    if dropout_kind != "auto" and dropout_kind not in DROPOUT_KINDS:
+        raise ValueError(f"dropout_kind: expected 'auto' or one of {DROPOUT_KINDS}, got {dropout_kind!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed: expected an integer or None, got {seed!r}")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    backbone = copy.deepcopy(source.backbone)
+    selu = any(isinstance(m, nn.SELU) for m in backbone.modules())
+    if reinitialize:
+        init_weights(backbone, "lecun_normal" if selu else "he_normal", generator)
+    if dropout > 0:
+        kind = ("alpha" if selu else "standard") if dropout_kind == "auto" else dropout_kind
+        layers = list(backbone.children()) if type(backbone) is nn.Sequential else [backbone]
+        backbone = nn.Sequential(*layers, make_dropout(kind, float(dropout)))
+    if num_classes is None:
+        head = copy.deepcopy(source.head)
+    else:
+        head = new_head(source.feature_dim, num_classes, generator).to(next(source.parameters()).device)
+    return BackboneHead(backbone, head, source.feature_dim).train(source.training)
+
+
+def _state_dict(checkpoint: str) -> dict[str, Any]:
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # not a zip archive (legacy format): mmap is not available
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+
+
+def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
+    """The model of a lit_deep checkpoint: rebuilt from its description, weights loaded strictly.
+
+    Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``, the description is checked
+    against the allow-list and its shapes against the state dict before anything is allocated.
+
+    Raises:
+        ValueError: for a missing file, a checkpoint without a model description, or one that does not fit.
+
+    Example::
+
+        >>> load_checkpoint_model("missing.ckpt")
+        Traceback (most recent call last):
+        ...
+        ValueError: checkpoint: no such file 'missing.ckpt'
+    """
+    path = os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint: no such file {path!r}")
+    state = _state_dict(path)
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    description = hparams.get("model") if isinstance(hparams, dict) else None
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(description, dict) or not isinstance(weights, dict):
+        raise ValueError(f"checkpoint: {path!r} holds no lit_deep model description and weights")
+    weights = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
+    try:
+        model = build(description, {k: tuple(v.shape) for k, v in weights.items()}, f"the weights in {path}")
+    except DescriptionError as err:
+        raise DescriptionError(f"checkpoint {path!r}: {err}") from err
+    model.load_state_dict(weights, strict=True)
+    return model
+
+
+class FromCheckpoint(BackboneHead):
+    """The backbone of a checkpointed lit_deep model (a copy) with a new head: :func:`transfer` for YAML recipes.
+
+    ``model: {class_path: lit_deep.models.FromCheckpoint, init_args: {checkpoint: runs/pretext/last.ckpt,
+    num_classes: 10}}``. The checkpoint is one written by ``lit-deep fit`` for a lit_deep LightningModule
+    (Classifier, AutoencoderModule, RotationPretext); see :func:`load_checkpoint_model`. Checkpoints of the new
+    model describe its layers, so they reload without the source checkpoint.
+
+    Args:
+        checkpoint: path of the source checkpoint.
+        num_classes: outputs of the new head.
+        dropout: rate of a dropout layer appended to the backbone.
+        reinitialize: re-draw the backbone's weights.
+        seed: seed of the new head.
+
+    Example::
+
+        >>> import tempfile
+        >>> from lit_deep import Classifier
+        >>> from lit_deep.models import MLP
+        >>> source = Classifier(MLP(hidden=(8,), num_classes=4, seed=0))
+        >>> path = tempfile.mkdtemp() + "/source.ckpt"
+        >>> torch.save({"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, path)
+        >>> target = FromCheckpoint(path, num_classes=2)
+        >>> target.head.out_features, torch.equal(target.backbone[1].weight, source.model.backbone[1].weight)
+        (2, True)
+    """
+
+    describe_by_parts: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        checkpoint: str,
+        num_classes: int,
+        dropout: float = 0.0,
+        reinitialize: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        _check_num_classes(num_classes, allow_none=False)
+        model = transfer(
+            load_checkpoint_model(checkpoint), num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed
+        )
+        super().__init__(model.backbone, model.head, model.feature_dim)
