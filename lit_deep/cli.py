@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
+from lit_deep.modules._model import check_checkpoint
 
 __all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "write_results"]
 
@@ -50,6 +51,19 @@ class LitDeepCLI(LightningCLI):
             help="Before fit, run the learning-rate range test, save lr_finder.png in the run directory and set "
             "1cycle's max_lr (else the optimizer's lr) to the rate at the lowest loss / 10.",
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check a ``--ckpt_path`` file before LightningCLI reads its hyper-parameters into the config.
+
+        The checkpoint is data: its model description must name allow-listed classes only and fit its weights, and
+        its LightningModule class must be one already imported (see :func:`lit_deep.modules.check_checkpoint`).
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand, self.config) if subcommand else self.config
+        ckpt_path = config.get("ckpt_path") if hasattr(config, "get") else None
+        if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
+            check_checkpoint(ckpt_path)
 
     def before_fit(self) -> None:
         """Run the learning-rate range test when ``--find-lr`` is set (see :func:`lit_deep.schedules.find_lr`)."""

@@ -8,7 +8,6 @@ test images deterministically and with Monte-Carlo dropout.
 
 from __future__ import annotations
 
-import copy
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,8 @@ from torch import nn
 
 from lit_deep.callbacks import FreezeUnfreeze, MaxNorm
 from lit_deep.data import FashionMNISTDataModule
-from lit_deep.models import BackboneHead, replace_head
+from lit_deep.models import BackboneHead, transfer
 from lit_deep.modules import Classifier
-from lit_deep.nn import init_weights
 from lit_deep.schedules import OneCycle
 from lit_deep.uncertainty import MCPrediction, calibration_report, deterministic_probs, mc_predict
 
@@ -88,14 +86,11 @@ def build_models(source: BackboneHead, dropout: float, seed: int) -> dict[str, B
         >>> sorted(models), models["transfer"].head.out_features
         (['scratch', 'transfer'], 1)
     """
-    generator = torch.Generator().manual_seed(seed)
-    transfer = replace_head(source, 1, generator)
-    if dropout > 0:
-        transfer.backbone = nn.Sequential(*transfer.backbone.children(), nn.AlphaDropout(dropout))
-    transfer.train()  # zoo models come in eval mode
-    scratch = copy.deepcopy(transfer)  # same preprocessing and the same initial head as the transfer model
-    init_weights(scratch.backbone, "lecun_normal", generator)
-    return {"transfer": transfer, "scratch": scratch}
+    # Same seed: the same new head; the scratch twin re-draws the backbone (same architecture and preprocessing).
+    return {
+        "transfer": transfer(source, 1, dropout=dropout, seed=seed).train(),  # zoo models come in eval mode
+        "scratch": transfer(source, 1, dropout=dropout, reinitialize=True, seed=seed).train(),
+    }
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ def transfer(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed: expected an integer or None, got {seed!r}")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    # The head is drawn first: a re-initialised twin with the same seed starts from the same head.
+    if num_classes is None:
+        head = copy.deepcopy(source.head)
+    else:
+        head = new_head(source.feature_dim, num_classes, generator).to(next(source.parameters()).device)
     backbone = copy.deepcopy(source.backbone)
     selu = any(isinstance(m, nn.SELU) for m in backbone.modules())
     if reinitialize:
@@ -90,10 +95,6 @@ def transfer(
         kind = ("alpha" if selu else "standard") if dropout_kind == "auto" else dropout_kind
         layers = list(backbone.children()) if type(backbone) is nn.Sequential else [backbone]
         backbone = nn.Sequential(*layers, make_dropout(kind, float(dropout)))
-    if num_classes is None:
-        head = copy.deepcopy(source.head)
-    else:
-        head = new_head(source.feature_dim, num_classes, generator).to(next(source.parameters()).device)
     return BackboneHead(backbone, head, source.feature_dim).train(source.training)
 
 
@@ -127,8 +128,10 @@ def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     description = hparams.get("model") if isinstance(hparams, dict) else None
     weights = state.get("state_dict") if isinstance(state, dict) else None
-    if not isinstance(description, dict) or not isinstance(weights, dict):
+    if not isinstance(weights, dict) or description is None:
         raise ValueError(f"checkpoint: {path!r} holds no lit_deep model description and weights")
+    if not isinstance(description, dict):
+        raise DescriptionError(f"checkpoint {path!r}: model: expected a description dict, got {type(description).__name__}")
     weights = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
     try:
         model = build(description, {k: tuple(v.shape) for k, v in weights.items()}, f"the weights in {path}")

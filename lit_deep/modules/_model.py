@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import IO, Any
 
 import lightning.pytorch as pl
@@ -49,10 +50,15 @@ def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> Non
         return  # a file object: Lightning reads it once; the model argument is then built by build() itself
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    where = f"checkpoint {os.fspath(checkpoint_path)!r}"
+    class_path = hparams.get("_class_path") if isinstance(hparams, dict) else None
+    if class_path is not None and not _imported_module_class(class_path):
+        raise DescriptionError(
+            f"{where}: _class_path {class_path!r} is not a LightningModule of an imported module; nothing was run"
+        )
     description = hparams.get("model") if isinstance(hparams, dict) else None
     if description is None:
         return
-    where = f"checkpoint {os.fspath(checkpoint_path)!r}"
     try:
         check_description(description)
         weights = state.get("state_dict") or {}
@@ -60,6 +66,16 @@ def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> Non
         build(description, expected, f"the weights in {os.fspath(checkpoint_path)}") if expected else None
     except DescriptionError as err:
         raise DescriptionError(f"{where}: {err}") from err
+
+
+def _imported_module_class(path: Any) -> bool:
+    """Whether ``path`` names a LightningModule subclass of a module already imported (looked up, not imported)."""
+    if not isinstance(path, str) or "." not in path:
+        return False
+    module_name, _, name = path.rpartition(".")
+    module = sys.modules.get(module_name)
+    cls = getattr(module, name, None) if module is not None else None
+    return isinstance(cls, type) and issubclass(cls, pl.LightningModule)
 
 
 class DescribedModel(pl.LightningModule):
