@@ -105,7 +105,18 @@ def check_description(description: Any, where: str = "model") -> None:
         model.class_path: 'subprocess.Popen' is not an allowed model class
     """
     nodes = [0]
-    _check(description, where, 0, nodes)
+    _check(_plain(description), where, 0, nodes)
+
+
+def _plain(value: Any) -> Any:
+    """Nested jsonargparse ``Namespace`` objects (LightningCLI parses a checkpoint's description into them) as dicts."""
+    if type(value).__module__.startswith("jsonargparse") and callable(getattr(value, "as_dict", None)):
+        return _plain(value.as_dict())
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _is_description(value: Any) -> bool:
@@ -243,6 +254,7 @@ def build(
         >>> build({"class_path": "torch.nn.Linear", "init_args": {"in_features": 2, "out_features": 3}})
         Linear(in_features=2, out_features=3, bias=True)
     """
+    description = _plain(description)
     check_description(description)
     if expected is not None:
         with torch.device("meta"):
