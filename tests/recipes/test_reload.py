@@ -18,7 +18,7 @@ from lit_deep.cli import LitDeepCLI, main
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import build, describe
 from lit_deep.models.description import state_shapes
-from tests.recipes.test_recipes import ALL, RECIPES, rotation_checkpoint  # noqa: F401 - a fixture
+from tests.recipes.test_recipes import ALL, RECIPES
 
 EVERY = [*ALL, *sorted((RECIPES / "zoo").glob("*.yaml"))]
 
@@ -43,11 +43,11 @@ def _extra(path: Path, checkpoint: Path) -> list[str]:
 
 @pytest.mark.parametrize("path", EVERY, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_recipe_model_round_trips_and_reloads(
-    path: Path, tmp_path: Path, rotation_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, pretext_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sys, "argv", ["lit-deep"])
-    module = _instantiate(path, _extra(path, rotation_checkpoint))
+    module = _instantiate(path, _extra(path, pretext_checkpoint))
     model = module.model
     rebuilt = build(describe(model))
     assert repr(rebuilt) == repr(model)
@@ -69,13 +69,13 @@ RESUMED = ["baseline", "dropout", "b_on_a", "rotation_finetune", "autoencoder_fi
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", RESUMED)
 def test_recipe_checkpoint_resumes_with_ckpt_path(
-    stem: str, tmp_path: Path, rotation_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    stem: str, tmp_path: Path, pretext_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = next(p for p in EVERY if p.stem == stem)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sys, "argv", ["lit-deep"])
     monkeypatch.chdir(tmp_path)
-    common = ["--config", str(path), *_extra(path, rotation_checkpoint), "--trainer.enable_progress_bar", "false"]
+    common = ["--config", str(path), *_extra(path, pretext_checkpoint), "--trainer.enable_progress_bar", "false"]
     common += ["--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false", "--test_after_fit", "false"]
     common += ["--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
     saver = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint"]
@@ -84,7 +84,7 @@ def test_recipe_checkpoint_resumes_with_ckpt_path(
     assert main(["fit", *common, *saver, "--trainer.max_steps", "2"]) == 0
     last = tmp_path / "ckpts" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 2
-    module = _instantiate(path, _extra(path, rotation_checkpoint))
+    module = _instantiate(path, _extra(path, pretext_checkpoint))
     loaded = type(module).load_from_checkpoint(last)
     assert repr(loaded.model) == repr(module.model)
     assert main(["fit", *common, *saver, "--trainer.max_steps", "3", "--ckpt_path", str(last)]) == 0
