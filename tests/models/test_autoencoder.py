@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import Autoencoder, BackboneHead, replace_head
+from lit_deep.models import Autoencoder, BackboneHead, build, describe, transfer
 
 
 def test_shapes_and_range():
@@ -37,11 +37,10 @@ def test_default_init_is_lecun_for_selu():
     assert (ae.encoder[1].bias == 0).all()
 
 
-def test_replace_head_builds_a_classifier_on_a_copied_encoder():
+def test_transfer_builds_a_classifier_on_a_copied_encoder():
     ae = Autoencoder(hidden=(32, 8), seed=0)
-    clf = replace_head(ae, 3, torch.Generator().manual_seed(0))
-    assert isinstance(clf, BackboneHead)
-    assert not getattr(clf, "is_autoencoder", False)
+    clf = transfer(ae, 3, seed=0)
+    assert type(clf) is BackboneHead  # no longer an Autoencoder: the encoder with a classification head
     assert clf(torch.rand(4, 1, 28, 28)).shape == (4, 3)
     assert isinstance(clf.head, nn.Linear)
     assert clf.head.in_features == 8
@@ -53,6 +52,9 @@ def test_replace_head_builds_a_classifier_on_a_copied_encoder():
     with torch.no_grad():
         clf.backbone[1].weight.add_(1.0)
     assert torch.equal(ae.encoder[1].weight, before)
+    rebuilt = build(describe(clf))  # described by its layers: a checkpoint reloads it
+    assert rebuilt.head.out_features == 3
+    assert [type(m) for m in rebuilt.backbone] == [type(m) for m in clf.backbone]
 
 
 @pytest.mark.parametrize(

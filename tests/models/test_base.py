@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import CNN, MLP, BackboneHead, make_activation, make_dropout, replace_head
+from lit_deep.models import CNN, MLP, BackboneHead, build, describe, make_activation, make_dropout, transfer
 
 
 def test_backbone_head_is_head_of_backbone():
@@ -26,15 +26,15 @@ def test_num_classes_needs_a_linear_head():
     "make",
     [lambda: MLP(hidden=(20, 10), num_classes=8, seed=0), lambda: CNN(channels=(4,), dense=10, num_classes=8, seed=0)],
 )
-def test_replace_head_copies_the_backbone(make):
+def test_transfer_copies_the_backbone(make):
     source = make()
     source_state = {k: v.clone() for k, v in source.state_dict().items()}
-    target = replace_head(source, 2, torch.Generator().manual_seed(1))
-    assert type(target) is type(source)
+    target = transfer(source, 2, seed=1)
+    assert type(target) is BackboneHead  # a plain backbone + head, described by its parts
     assert target.num_classes == 2
-    assert target.config["num_classes"] == 2
+    assert describe(target)["init_args"]["head"]["init_args"]["out_features"] == 2
     assert source.num_classes == 8
-    assert source.config["num_classes"] == 8
+    assert describe(source)["init_args"]["num_classes"] == 8
     for (name, p), q in zip(target.backbone.state_dict().items(), source.backbone.state_dict().values(), strict=True):
         assert torch.equal(p, q), name
         assert p.data_ptr() != q.data_ptr(), name
@@ -50,32 +50,32 @@ def test_replace_head_copies_the_backbone(make):
 
 def test_new_head_is_glorot_uniform():
     source = MLP(input_shape=(10,), hidden=(300,), seed=0)
-    target = replace_head(source, 100, torch.Generator().manual_seed(0))
+    target = transfer(source, 100, seed=0)
     limit = math.sqrt(6 / (300 + 100))
     assert target.head.weight.shape == (100, 300)
     assert target.head.weight.abs().max() <= limit
     assert target.head.weight.abs().max() > 0.99 * limit
     assert target.head.weight.var().item() == pytest.approx(limit**2 / 3, rel=0.05)
     assert (target.head.bias == 0).all()
-    again = replace_head(source, 100, torch.Generator().manual_seed(0))
+    again = transfer(source, 100, seed=0)
     assert torch.equal(again.head.weight, target.head.weight)
 
 
-def test_rebuilding_from_the_updated_config_loads_the_state():
-    target = replace_head(MLP(hidden=(6,), seed=0), 3)
-    twin = MLP(**target.config)
+def test_rebuilding_from_the_description_loads_the_state():
+    target = transfer(MLP(hidden=(6,), seed=0), 3)
+    twin = build(describe(target))
     twin.load_state_dict(target.state_dict())
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(twin(x), target(x))
 
 
-def test_replace_head_errors():
-    with pytest.raises(ValueError, match=r"num_classes: must be a positive integer, got 0"):
-        replace_head(MLP(hidden=(4,)), 0)
+def test_transfer_errors():
+    with pytest.raises(ValueError, match=r"num_classes: must be a positive integer or None, got 0"):
+        transfer(MLP(hidden=(4,)), 0)
     with pytest.raises(
-        ValueError, match=r"model: expected a model with .backbone and .head \(BackboneHead\), got Linear"
+        ValueError, match=r"source: expected a model with .backbone and .head \(BackboneHead\), got Linear"
     ):
-        replace_head(nn.Linear(3, 2), 2)
+        transfer(nn.Linear(3, 2), 2)
 
 
 def test_factory_errors():

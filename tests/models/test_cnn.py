@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import CNN
+from lit_deep.models import CNN, build, describe
 from lit_deep.nn import MCDropout
 
 
@@ -62,9 +62,14 @@ def test_default_init_is_he_for_relu():
     assert w.var().item() == pytest.approx(2 / 576, rel=0.05)
 
 
-def test_config_rebuilds():
+def test_description_rebuilds():
     net = CNN(channels=(4, 8), dense=16, activation="elu", num_classes=3)
-    twin = CNN(**net.config)
+    description = describe(net)
+    assert description["class_path"] == "lit_deep.models.CNN"
+    assert description["init_args"]["channels"] == [4, 8]
+    twin = build(description)
+    assert type(twin) is CNN
+    assert repr(twin) == repr(net)
     assert {k: v.shape for k, v in twin.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
 
 

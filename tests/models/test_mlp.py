@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import MLP
+from lit_deep.models import MLP, build, describe
 from lit_deep.nn import MCAlphaDropout, MCDropout
 
 
@@ -152,7 +152,7 @@ def test_dropout_sequence_sets_each_layer():
     net = MLP(hidden=(5, 4), dropout=[0.1, 0.0, 0.3])
     assert _types(net.backbone) == [nn.Flatten, nn.Dropout, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Dropout]
     assert [m.p for m in net.backbone if isinstance(m, nn.Dropout)] == [0.1, 0.3]
-    assert net.config["dropout"] == [0.1, 0.0, 0.3]
+    assert describe(net)["init_args"]["dropout"] == [0.1, 0.0, 0.3]
 
 
 @pytest.mark.parametrize(
@@ -175,9 +175,12 @@ def test_dropout_kinds(kind, cls, stochastic_in_eval):
     assert (not torch.equal(net(x), net(x))) == stochastic_in_eval
 
 
-def test_config_rebuilds_the_architecture():
+def test_description_rebuilds_the_architecture():
     net = MLP(hidden=(6,), activation="elu", batch_norm="after", dropout=0.1, num_classes=4)
-    twin = MLP(**net.config)
+    description = describe(net)
+    assert description["class_path"] == "lit_deep.models.MLP"
+    twin = MLP(**description["init_args"])
+    assert type(build(description)) is MLP
     assert [type(m) for m in twin.modules()] == [type(m) for m in net.modules()]
     assert {k: v.shape for k, v in twin.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
 

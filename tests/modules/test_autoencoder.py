@@ -37,7 +37,7 @@ def _trainer(tmp_path: Path, epochs: int = 2, callbacks: list[Callback] | None =
         ({"weight_decay": -1.0}, "weight_decay: must be non-negative, got -1.0"),
         ({"optimizer": "bogus"}, "optimizer: expected one of"),
         ({"loss": "l1"}, r"loss: expected one of \('mse', 'bce'\), got 'l1'"),
-        ({"model": "not a module"}, "model: expected an nn.Module, got str"),
+        ({"model": "not a module"}, "model: expected an nn.Module or its description, got str"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict, message: str) -> None:

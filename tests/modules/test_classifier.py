@@ -8,7 +8,7 @@ from torch import nn
 
 from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
-from lit_deep.models import MLP
+from lit_deep.models import MLP, describe
 from tests.conftest import REAL_DIR
 
 
@@ -208,7 +208,7 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_bad_model():
-    with pytest.raises(ValueError, match=r"model: cannot import class_path 'lit_deep.models.Nope'"):
+    with pytest.raises(ValueError, match=r"model.class_path: 'lit_deep.models.Nope' is not an allowed model class"):
         Classifier({"class_path": "lit_deep.models.Nope", "init_args": {}})
 
 
@@ -220,7 +220,7 @@ def test_checkpoint_reloads_without_the_model_argument(tiny_fmnist, tmp_path):
     trainer.save_checkpoint(path)
     loaded = Classifier.load_from_checkpoint(path)
     assert type(loaded.model) is MLP
-    assert loaded.model.config == clf.model.config
+    assert describe(loaded.model) == describe(clf.model)
     assert (loaded.optimizer_name, loaded.lr, loaded.l2) == ("momentum", 0.05, 1e-4)
     x = torch.rand(5, 1, 28, 28)
     clf.eval()
@@ -229,14 +229,30 @@ def test_checkpoint_reloads_without_the_model_argument(tiny_fmnist, tmp_path):
     assert torch.equal(loaded.model.backbone[3].running_mean, clf.model.backbone[3].running_mean)
 
 
+class _Unregistered(nn.Module):
+    """A user's module whose class is not registered: no description can rebuild it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(784, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(x))
+
+
 def test_any_module_trains_and_reloads_with_the_model_argument(tiny_fmnist, tmp_path):
     def make():
         torch.manual_seed(0)
-        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        return _Unregistered()
 
     clf = Classifier(make(), lr=0.01)
     assert clf.num_outputs == 10
-    assert "model" not in clf.hparams
+    assert "model" not in clf.hparams  # not describable: reloading needs model=
+    # torch.nn layers are described (a Sequential of them reloads without the model argument)
+    assert Classifier(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))).hparams["model"]["class_path"] == (
+        "torch.nn.Sequential"
+    )
     trainer = _trainer(tmp_path, max_epochs=1)
     trainer.fit(clf, _dm(tiny_fmnist))
     path = tmp_path / "plain.ckpt"
