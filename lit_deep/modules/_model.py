@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 import lightning.pytorch as pl
@@ -120,8 +121,8 @@ class DescribedModel(pl.LightningModule):
             hparams.pop("_instantiator", None)
 
     @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
-        cls, checkpoint_path: str | os.PathLike[str] | IO[bytes], *args: Any, **kwargs: Any
+    def load_from_checkpoint(
+        cls, checkpoint_path: str | Path | IO[Any], *args: Any, **kwargs: Any
     ) -> Any:
         """Lightning's ``load_from_checkpoint``, after :func:`check_checkpoint` (unless ``model=`` is passed)."""
         if "model" not in kwargs:

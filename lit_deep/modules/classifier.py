@@ -164,8 +164,9 @@ class Classifier(DescribedModel):
         from lit_deep import zoo
 
         model = zoo.load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
-        if num_classes is None and "class_names" not in kwargs and model.zoo_info.class_names:
-            kwargs["class_names"] = list(model.zoo_info.class_names)
+        zoo_info: zoo.ZooInfo = model.__dict__["zoo_info"]
+        if num_classes is None and "class_names" not in kwargs and zoo_info.class_names:
+            kwargs["class_names"] = list(zoo_info.class_names)
         return cls(model, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:

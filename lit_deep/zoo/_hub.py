@@ -216,7 +216,7 @@ def verify_cached_file(path: Path, what: str) -> None:
         )
 
 
-def _verify(name: str, weights: Path, expected: str | None, source: str, evict: bool) -> str:
+def _verify(name: str, weights: Path, expected: str | None, source: str, remove: bool) -> str:
     if expected is None:
         # Outside the registry: the Hub's own hash of the file (the LFS ETag, which names the blob).
         hub_hash = _hub_hash(weights)
@@ -227,9 +227,9 @@ def _verify(name: str, weights: Path, expected: str | None, source: str, evict: 
         )
     actual = sha256_file(weights)
     if actual != expected:
-        if evict:
+        if remove:
             evict(weights)
-        action = "The file was deleted from the cache; the next call downloads it again." if evict else ""
+        action = "The file was deleted from the cache; the next call downloads it again." if remove else ""
         raise ZooIntegrityError(
             f"{name}: SHA-256 mismatch for model.safetensors from the {source} ({weights}): expected {expected}, "
             f"got {actual}. Nothing was loaded (tampered, truncated, or another revision). {action}".rstrip()
@@ -294,7 +294,7 @@ def _retrieve(
     name: str, repo_id: str, revision: str, cache_dir: str | None, expected: str | None, local_only: bool
 ) -> Fetched:
     paths = _download(repo_id, revision, cache_dir, local_only)
-    sha = _verify(name, paths["model.safetensors"], expected, f"Hub cache of {repo_id}@{revision}", evict=True)
+    sha = _verify(name, paths["model.safetensors"], expected, f"Hub cache of {repo_id}@{revision}", remove=True)
     verify_cached_file(paths["config.json"], f"{repo_id}@{revision}")
     # hf_hub_download returns <cache>/snapshots/<commit>/<file>: the commit the revision resolved to.
     return Fetched(paths["config.json"], paths["model.safetensors"], "hub", paths["config.json"].parent.name, sha)
@@ -386,7 +386,7 @@ def fetch(
             + (_REMEDIES if shipped else _HUB_REMEDIES).format(name=name, env=SHIPPED_DIR_ENV)
         )
     weights = folder / "model.safetensors"
-    sha = _verify(name, weights, expected_sha256, "copy shipped with lit_deep", evict=False)
+    sha = _verify(name, weights, expected_sha256, "copy shipped with lit_deep", remove=False)
     _info(
         f"lit_deep.zoo: {repo_id}@{revision} unavailable from {endpoint()} and not cached; "
         f"using the copy shipped with lit_deep ({folder})."

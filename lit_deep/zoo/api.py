@@ -222,7 +222,7 @@ def load(
 
 
 def _attach(model: nn.Module, zoo_info: ZooInfo) -> None:
-    model.zoo_info = zoo_info  # a plain attribute: not a parameter, not part of the description
+    model.__dict__["zoo_info"] = zoo_info  # a plain attribute: not a parameter, not part of the description
 
 
 def info(name: str) -> dict[str, Any]:
