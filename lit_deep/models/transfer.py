@@ -131,7 +131,9 @@ def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     if not isinstance(weights, dict) or description is None:
         raise ValueError(f"checkpoint: {path!r} holds no lit_deep model description and weights")
     if not isinstance(description, dict):
-        raise DescriptionError(f"checkpoint {path!r}: model: expected a description dict, got {type(description).__name__}")
+        raise DescriptionError(
+            f"checkpoint {path!r}: model: expected a description dict, got {type(description).__name__}"
+        )
     weights = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
     try:
         model = build(description, {k: tuple(v.shape) for k, v in weights.items()}, f"the weights in {path}")

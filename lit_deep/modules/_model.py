@@ -121,9 +121,7 @@ class DescribedModel(pl.LightningModule):
             hparams.pop("_instantiator", None)
 
     @classmethod
-    def load_from_checkpoint(
-        cls, checkpoint_path: str | Path | IO[Any], *args: Any, **kwargs: Any
-    ) -> Any:
+    def load_from_checkpoint(cls, checkpoint_path: str | Path | IO[Any], *args: Any, **kwargs: Any) -> Any:
         """Lightning's ``load_from_checkpoint``, after :func:`check_checkpoint` (unless ``model=`` is passed)."""
         if "model" not in kwargs:
             check_checkpoint(checkpoint_path)
