@@ -61,7 +61,8 @@ class MaxNorm(Callback):
         >>> from lit_deep import Classifier
         >>> from lit_deep.models import MLP
         >>> clf = Classifier(MLP(input_shape=(4,), hidden=(8,), num_classes=2, seed=0), optimizer="sgd", lr=5.0)
-        >>> data = torch.utils.data.TensorDataset(torch.randn(8, 4) * 10, torch.arange(8) % 2)
+        >>> inputs = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)) * 10  # seeded: lr 5 may diverge
+        >>> data = torch.utils.data.TensorDataset(inputs, torch.arange(8) % 2)
         >>> trainer = Trainer(max_epochs=1, callbacks=[MaxNorm(0.5, modules="backbone")], logger=False,
         ...                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
         >>> trainer.fit(clf, torch.utils.data.DataLoader(data, batch_size=4))
