@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lit_deep.zoo import ZooModel
+from lit_deep.models import build
 from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file
-from lit_deep.zoo.cards import config_dict, write_repo_files
 from lit_deep.zoo.registry import NAMESPACE_ENV, REGISTRY, Preprocessing, ZooEntry
+from lit_deep.zoo.release.cards import config_dict, write_repo_files
 from tests.zoo.hub_server import HubServer
 
 TINY = "mlp.tiny"
@@ -53,9 +53,9 @@ def make_tiny_entry(folder: Path, seed: int = 0) -> tuple[ZooEntry, dict[str, to
         limits="None.",
     )
     torch.manual_seed(seed)
-    model = ZooModel(config_dict(entry))
-    model.preprocess.mean.uniform_(0.2, 0.4)
-    model.preprocess.std.uniform_(0.2, 0.4)
+    model = build(config_dict(entry)["model"])  # Preprocess first, then the MLP's layers
+    model.backbone[0].mean.uniform_(0.2, 0.4)
+    model.backbone[0].std.uniform_(0.2, 0.4)
     state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, str(folder / "model.safetensors"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 from lit_deep import Classifier, zoo
 from lit_deep.zoo import UnknownModelError
 from tests.zoo.conftest import TINY, TinyZoo
-from tests.zoo.hub_server import HubServer
+from tests.zoo.hub_server import COMMIT, HubServer
 
 
 def test_unknown_name_lists_close_matches() -> None:
@@ -36,6 +37,7 @@ def test_revision_must_be_a_non_empty_string() -> None:
 def test_num_classes_gives_a_new_head_on_the_pretrained_backbone(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
     model = zoo.load(TINY, num_classes=2, cache_dir=cache)
     assert model.head.out_features == 2
+    assert model.zoo_info.class_names == ()  # a new head: the pretrained classes no longer apply
     assert not model.training
     torch.testing.assert_close(model.backbone[2].weight, tiny_zoo.state["backbone.2.weight"])
     assert tuple(model(torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)).shape) == (5, 2)
@@ -51,17 +53,58 @@ def test_classifier_from_zoo_trains_in_train_mode_with_class_names(hub: HubServe
     assert transfer.class_names is None
 
 
-def test_config_that_disagrees_with_the_registry_is_refused(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+def _format_1(tiny_zoo: TinyZoo) -> dict:
+    """The tiny model's config.json in format 1 (``architecture`` + ``preprocessing``), as zoo folders once held."""
     config = json.loads((tiny_zoo.folder / "config.json").read_text())
-    config["architecture"]["init_args"]["activation"] = "tanh"  # same shapes, another network
+    del config["model"]
+    config["lit_deep_zoo_format"] = 1
+    config["architecture"] = copy.deepcopy(tiny_zoo.entry.architecture)
+    config["preprocessing"] = tiny_zoo.entry.preprocessing.to_dict()
+    return config
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_config_that_disagrees_with_the_registry_is_refused(
+    version: int, hub: HubServer, tiny_zoo: TinyZoo, cache: str
+) -> None:
+    if version == 1:
+        config = _format_1(tiny_zoo)
+        config["architecture"]["init_args"]["activation"] = "tanh"  # same shapes, another network
+    else:
+        config = json.loads((tiny_zoo.folder / "config.json").read_text())
+        layers = config["model"]["parts"]["backbone"]["init_args"]["modules"]
+        assert layers[3]["class_path"] == "torch.nn.ReLU"
+        layers[3] = {"class_path": "torch.nn.Tanh", "init_args": {}}  # same shapes, another network
     hub.state.repos[f"lit-deep/{TINY}"]["config.json"] = json.dumps(config).encode()
-    with pytest.raises(ValueError, match="config.json architecture from the hub differs from the registry's"):
+    with pytest.raises(ValueError, match=r"mlp\.tiny: the model in config.json from the hub copy .* differs from the "):
         zoo.load(TINY, cache_dir=cache)
+    # the refused config.json was evicted from the Hub cache: the corrected repo loads at the next call
+    hub.state.add_folder(f"lit-deep/{TINY}", tiny_zoo.folder)
+    assert zoo.load(TINY, cache_dir=cache).zoo_info.config["lit_deep_zoo_format"] == 2
+
+
+def test_format_1_config_still_loads(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    hub.state.repos[f"lit-deep/{TINY}"]["config.json"] = json.dumps(_format_1(tiny_zoo)).encode()
+    model = zoo.load(TINY, cache_dir=cache)
+    assert model.zoo_info.config["lit_deep_zoo_format"] == 1
+    for key, value in tiny_zoo.state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_any_hub_repo_in_the_zoo_format_loads(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    hub.state.add_folder("someone/tiny-copy", tiny_zoo.folder)
+    model = zoo.load("hf-hub:someone/tiny-copy", cache_dir=cache)
+    info = model.zoo_info
+    assert (info.name, info.repo_id, info.revision, info.source) == ("someone/tiny-copy",) * 2 + ("main", "hub")
+    assert info.sha256 == tiny_zoo.entry.sha256  # the Hub's LFS hash, checked
+    assert info.class_names == ("a", "b", "c")
+    clf = Classifier.from_zoo("someone/tiny-copy", cache_dir=cache)
+    assert clf.class_names == ["a", "b", "c"]
 
 
 def test_download_returns_verified_paths(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
     fetched = zoo.download(TINY, cache_dir=cache)
-    assert fetched.source == "hub"
+    assert (fetched.source, fetched.commit, fetched.sha256) == ("hub", COMMIT, tiny_zoo.entry.sha256)
     assert fetched.weights.read_bytes() == tiny_zoo.weights
     assert json.loads(fetched.config.read_text())["name"] == TINY
 

@@ -1,4 +1,4 @@
-"""Preprocess, the allow-listed architecture builder and ZooModel (spec, heads, checkpoints)."""
+"""Preprocess, the zoo's config.json (format 2, and format 1 still read), transfer of zoo models, checkpoints."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_deep import Classifier
-from lit_deep.models import replace_head
-from lit_deep.modules._spec import build_model, model_spec
-from lit_deep.zoo import Preprocess, ZooModel, build_architecture
-from lit_deep.zoo.cards import config_dict
+from lit_deep.models import Autoencoder, BackboneHead, DescriptionError, Preprocess, build, describe, transfer
+from lit_deep.zoo._format import model_description, zoo_description
 from lit_deep.zoo.registry import REGISTRY
+from lit_deep.zoo.release.cards import config_dict
 from tests.zoo.conftest import TinyZoo
 
 
-def _tiny_model(tiny_zoo: TinyZoo) -> ZooModel:
-    model = ZooModel(config_dict(tiny_zoo.entry))
+def _tiny_model(tiny_zoo: TinyZoo) -> BackboneHead:
+    model = build(config_dict(tiny_zoo.entry)["model"])
     model.load_state_dict(tiny_zoo.state, strict=True)
     return model.eval()
 
@@ -42,59 +41,68 @@ def test_preprocess_rejects_bad_dtype_and_shape() -> None:
         pre(torch.zeros(2, 3, 28, 28))
 
 
-def test_build_architecture_only_imports_allow_listed_classes() -> None:
-    with pytest.raises(ValueError, match="architecture: class_path must be one of .* got 'os.system'"):
-        build_architecture({"class_path": "os.system", "init_args": {"command": "true"}})
-    with pytest.raises(ValueError, match="architecture: MLP rejected init_args"):
-        build_architecture({"class_path": "lit_deep.models.MLP", "init_args": {"bogus": 1}})
+def test_a_zoo_description_only_builds_allow_listed_classes() -> None:
+    with pytest.raises(DescriptionError, match="model.class_path: 'os.system' is not an allowed model class"):
+        zoo_description({"class_path": "os.system", "init_args": {"command": "true"}}, {"standardize": "none"})
+    with pytest.raises(DescriptionError, match=r"model: lit_deep.models.MLP rejected its init_args \['bogus'\]"):
+        zoo_description({"class_path": "lit_deep.models.MLP", "init_args": {"bogus": 1}}, {"standardize": "none"})
+    with pytest.raises(ValueError, match="preprocessing.standardize: expected 'none' or 'per_pixel', got 'global'"):
+        zoo_description({"class_path": "lit_deep.models.MLP", "init_args": {}}, {"standardize": "global"})
 
 
-def test_zoo_model_rejects_a_config_without_architecture() -> None:
-    with pytest.raises(ValueError, match="config: expected a zoo config.json"):
-        ZooModel({"name": "x"})
-    with pytest.raises(ValueError, match="num_classes: must be a positive integer, got 0"):
-        ZooModel(config_dict(REGISTRY["mlp.fmnist"])).reset_head(0)
+def test_a_config_without_a_model_description_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"config.json: no model description \('model', or 'architecture' and"):
+        model_description({"name": "x"})
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registry_config_builds_with_preprocess_first(name: str) -> None:
-    model = ZooModel(config_dict(REGISTRY[name]))
+    entry = REGISTRY[name]
+    config = config_dict(entry)
+    assert config["lit_deep_zoo_format"] == 2
+    model = build(config["model"])
+    assert type(model).__name__ == entry.architecture["class_path"].rsplit(".", 1)[1]
     assert isinstance(model.backbone[0], Preprocess)
     out = model.eval()(torch.zeros(2, 28, 28, dtype=torch.uint8))
-    expected = (2, 1, 28, 28) if REGISTRY[name].kind == "autoencoder" else (2, len(REGISTRY[name].class_names))
+    expected = (2, 1, 28, 28) if entry.kind == "autoencoder" else (2, len(entry.class_names))
     assert tuple(out.shape) == expected
+    # format 1 (architecture + preprocessing, the shipped folders' form) reads as the same description
+    old = {"architecture": entry.architecture, "preprocessing": entry.preprocessing.to_dict()}
+    assert model_description(old) == config["model"] == describe(model)
 
 
-def test_new_head_keeps_the_backbone_and_the_spec_rebuilds_the_shape(tiny_zoo: TinyZoo) -> None:
+def test_transfer_keeps_the_backbone_and_the_description_rebuilds_the_shape(tiny_zoo: TinyZoo) -> None:
     model = _tiny_model(tiny_zoo)
-    assert model.spec()["init_args"]["num_classes"] is None
-    model.reset_head(5)
-    spec = model.spec()
-    assert spec["init_args"]["num_classes"] == 5
-    rebuilt = build_model(spec)
-    assert isinstance(rebuilt, ZooModel)
+    assert describe(model)["parts"]["head"]["init_args"]["out_features"] == 3
+    new = transfer(model, 5)
+    description = describe(new)
+    rebuilt = build(description)
+    assert isinstance(rebuilt, BackboneHead)
     assert rebuilt.head.out_features == 5
-    assert set(rebuilt.state_dict()) == set(model.state_dict())
+    assert isinstance(rebuilt.backbone[0], Preprocess)
+    assert set(rebuilt.state_dict()) == set(new.state_dict())
 
 
-def test_replace_head_copies_the_backbone_and_keeps_a_spec(tiny_zoo: TinyZoo) -> None:
+def test_transfer_copies_the_backbone_of_a_zoo_model(tiny_zoo: TinyZoo) -> None:
     model = _tiny_model(tiny_zoo)
-    new = replace_head(model, 2)
-    assert isinstance(new, ZooModel)
-    assert model_spec(new)["init_args"]["num_classes"] == 2
+    new = transfer(model, 2)
+    assert new.head.out_features == 2
     assert new.backbone[2].weight is not model.backbone[2].weight
     torch.testing.assert_close(new.backbone[2].weight, model.backbone[2].weight)
+    torch.testing.assert_close(new.backbone[0].mean, model.backbone[0].mean)  # the preprocessing comes along
 
 
 def test_autoencoder_zoo_model_becomes_a_classifier_on_its_encoder() -> None:
-    model = ZooModel(config_dict(REGISTRY["autoencoder.fmnist"]), num_classes=3)
-    assert tuple(model(torch.rand(2, 1, 28, 28)).shape) == (2, 3)
-    assert tuple(model.encode(torch.rand(2, 28, 28)).shape) == (2, 100)
-    assert build_model(model.spec()).head.out_features == 3
+    model = build(config_dict(REGISTRY["autoencoder.fmnist"])["model"])
+    assert isinstance(model, Autoencoder)
+    clf = transfer(model, 3)
+    assert tuple(clf(torch.rand(2, 1, 28, 28)).shape) == (2, 3)
+    assert tuple(clf.backbone(torch.rand(2, 28, 28)).shape) == (2, 100)  # the codings, raw images in
+    assert build(describe(clf)).head.out_features == 3
 
 
 def test_classifier_checkpoint_rebuilds_the_zoo_model_without_download(tiny_zoo: TinyZoo, tmp_path: Path) -> None:
-    model = _tiny_model(tiny_zoo).reset_head(2).train()
+    model = transfer(_tiny_model(tiny_zoo), 2).train()
     module = Classifier(model, lr=0.01)
     data = TensorDataset(torch.rand(16, 1, 28, 28), torch.randint(0, 2, (16,)))  # raw [0, 1] pixels
     trainer = pl.Trainer(
@@ -111,4 +119,4 @@ def test_classifier_checkpoint_rebuilds_the_zoo_model_without_download(tiny_zoo:
     restored = Classifier.load_from_checkpoint(ckpt)  # no model argument, no network
     x = torch.rand(4, 28, 28)
     torch.testing.assert_close(restored.model.eval()(x), module.model.eval()(x))
-    torch.testing.assert_close(restored.model.preprocess.mean, tiny_zoo.state["backbone.0.mean"])
+    torch.testing.assert_close(restored.model.backbone[0].mean, tiny_zoo.state["backbone.0.mean"])

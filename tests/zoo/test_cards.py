@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
-from lit_deep.zoo import REGISTRY, build_architecture
-from lit_deep.zoo.cards import card_text, check_repo_files, config_dict, write_repo_files
+from lit_deep.models import build, describe
+from lit_deep.zoo import REGISTRY
+from lit_deep.zoo.release.cards import card_text, check_repo_files, config_dict, write_repo_files
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(REGISTRY)
@@ -38,7 +40,7 @@ def test_recipe_trains_the_registered_architecture(name: str) -> None:
     assert module["class_path"] == expected_module
     net = dict(module["init_args"]["model"])
     net["init_args"] = {k: v for k, v in net["init_args"].items() if k != "seed"}
-    assert build_architecture(net).config == build_architecture(entry.architecture).config
+    assert describe(build(net)) == describe(build(entry.architecture))
     data = recipe["data"]["init_args"]
     assert data.get("task", "full") == entry.task
     assert data.get("standardize", False) == (entry.preprocessing.standardize == "per_pixel")
@@ -67,4 +69,7 @@ def test_write_then_check_round_trips(tmp_path: Path) -> None:
     assert check_repo_files(entry, folder) == []
     (folder / "README.md").write_text(card_text(entry) + "edited\n")
     assert "README.md is not what the registry generates" in check_repo_files(entry, folder)[0]
-    assert config_dict(entry)["files"]["model.safetensors"]["sha256"] == entry.sha256
+    config = config_dict(entry)
+    assert config["files"]["model.safetensors"]["sha256"] == entry.sha256
+    assert config["lit_deep_zoo_format"] == 2
+    build(config["model"]).load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)  # the weights fit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from tests.zoo.hub_server import HubServer
 
 pytestmark = pytest.mark.ddp
 
-# Registers the test's tiny entry from its config.json (the subprocesses do not see pytest's monkeypatching).
+# Registers the test's tiny entry from entry.json (the subprocesses do not see pytest's monkeypatching).
 _PRELUDE = """
 import json, os, sys
 from pathlib import Path
@@ -29,13 +30,13 @@ from lit_deep import zoo
 from lit_deep.zoo.registry import REGISTRY, Preprocessing, ZooEntry
 
 FOLDER, CACHE, OUT = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-config = json.loads((FOLDER / "config.json").read_text())
-REGISTRY[config["name"]] = ZooEntry(
-    name=config["name"], architecture=config["architecture"],
-    preprocessing=Preprocessing(tuple(config["preprocessing"]["input_shape"]), config["preprocessing"]["standardize"]),
-    task=config["task"], class_names=tuple(config["class_names"]), metrics=config["metrics"], summary="", limits="",
-    sha256=config["files"]["model.safetensors"]["sha256"],
+entry = json.loads((OUT / "entry.json").read_text())
+REGISTRY[entry["name"]] = ZooEntry(
+    name=entry["name"], architecture=entry["architecture"],
+    preprocessing=Preprocessing(tuple(entry["input_shape"]), entry["standardize"]),
+    task="full", class_names=tuple(entry["class_names"]), metrics={}, summary="", limits="", sha256=entry["sha256"],
 )
+NAME = entry["name"]
 """
 
 _TORCH_DISTRIBUTED = """
@@ -43,7 +44,7 @@ import torch.distributed as dist
 mode = sys.argv[4]
 if mode == "barrier":
     dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=2)
-model = zoo.load(config["name"], cache_dir=CACHE)
+model = zoo.load(NAME, cache_dir=CACHE)
 state = {k: v.contiguous() for k, v in model.state_dict().items()}
 save_file(state, str(OUT / f"rank{os.environ['LOCAL_RANK']}.safetensors"))
 if mode == "barrier":
@@ -57,7 +58,7 @@ from lit_deep import Classifier
 from lit_deep.cli import release_process_group
 
 # Lightning starts rank 1 by re-running this script (LOCAL_RANK=1) before any process group exists.
-module = Classifier.from_zoo(config["name"], num_classes=2, cache_dir=CACHE, lr=0.01)
+module = Classifier.from_zoo(NAME, num_classes=2, cache_dir=CACHE, lr=0.01)
 data = TensorDataset(torch.rand(32, 1, 28, 28), torch.randint(0, 2, (32,)))
 trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -72,6 +73,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _write_entry(tiny_zoo: TinyZoo, out: Path) -> None:
+    """What the subprocesses register as the tiny zoo model."""
+    entry = tiny_zoo.entry
+    fields = {"name": entry.name, "architecture": entry.architecture, "class_names": list(entry.class_names)}
+    fields.update(sha256=entry.sha256, input_shape=list(entry.preprocessing.input_shape))
+    (out / "entry.json").write_text(json.dumps({**fields, "standardize": entry.preprocessing.standardize}))
 
 
 def _env(hub: HubServer, tiny_zoo: TinyZoo, **extra: str) -> dict[str, str]:
@@ -99,6 +108,7 @@ def _fit_with_lightning_ddp(tiny_zoo: TinyZoo, tmp_path: Path, env: dict[str, st
     """Run the Lightning DDP script (rank 1 is started by Lightning itself); asserts it succeeded."""
     script = tmp_path / "fit_ddp.py"
     script.write_text(textwrap.dedent(_PRELUDE + _LIGHTNING))
+    _write_entry(tiny_zoo, tmp_path)
     done = subprocess.run(
         [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path)],
         env=env,
@@ -114,6 +124,7 @@ def _fit_with_lightning_ddp(tiny_zoo: TinyZoo, tmp_path: Path, env: dict[str, st
 def test_two_processes_load_at_once(mode: str, hub: HubServer, tiny_zoo: TinyZoo, tmp_path: Path) -> None:
     script = tmp_path / "load_twice.py"
     script.write_text(textwrap.dedent(_PRELUDE + _TORCH_DISTRIBUTED))
+    _write_entry(tiny_zoo, tmp_path)
     port = str(_free_port())
     args = [sys.executable, str(script), str(tiny_zoo.folder), str(tmp_path / "cache"), str(tmp_path), mode]
     procs = [

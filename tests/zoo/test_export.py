@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -12,12 +13,12 @@ from safetensors.torch import load_file
 
 from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
-from lit_deep.models import MLP, Autoencoder
+from lit_deep.models import MLP, Autoencoder, build
 from lit_deep.modules import AutoencoderModule
-from lit_deep.zoo import REGISTRY, Preprocessing, ZooEntry, ZooModel
+from lit_deep.zoo import REGISTRY, Preprocessing, ZooEntry
 from lit_deep.zoo._hub import sha256_file
-from lit_deep.zoo.cards import config_dict
-from lit_deep.zoo.export import export_checkpoint, registry_snippet
+from lit_deep.zoo.release.cards import config_dict
+from lit_deep.zoo.release.export import export_checkpoint, registry_snippet
 from tests.conftest import FakeFMNIST, write_fake_fmnist
 
 ENTRY = ZooEntry(
@@ -73,7 +74,9 @@ def test_export_keeps_the_training_time_standardisation(
     weights = tmp_path / "out" / ENTRY.name / "model.safetensors"
     assert result.sha256 == sha256_file(weights)
     assert set(result.metrics) == {"test_acc", "test_nll", "test_ece"}
-    model = ZooModel(config_dict(ENTRY))
+    written = json.loads((tmp_path / "out" / ENTRY.name / "config.json").read_text())
+    assert written["model"] == config_dict(ENTRY)["model"]
+    model = build(written["model"])
     model.load_state_dict(load_file(str(weights)), strict=True)
     raw = data.test_images[:8]  # uint8 straight in; the run saw standardised floats
     standardised = ((raw.float() / 255).unsqueeze(1) - dm.mean) / dm.std
@@ -94,9 +97,13 @@ def test_export_of_an_autoencoder_reports_reconstruction_errors(
 
 def test_export_refuses_another_architecture(data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(REGISTRY, ENTRY.name, ENTRY)
-    dm = FashionMNISTDataModule(str(data.path), val_size=20, batch_size=20)
+    dm = FashionMNISTDataModule(str(data.path), standardize=True, val_size=20, batch_size=20)
     ckpt = _fit(Classifier(MLP(hidden=(12,), num_classes=10, seed=0)), dm, tmp_path)
     with pytest.raises(ValueError, match="ckpt: the checkpoint's architecture"):
+        export_checkpoint(ENTRY.name, ckpt, tmp_path / "out", data_dir=str(data.path))
+    raw = FashionMNISTDataModule(str(data.path), standardize=False, val_size=20, batch_size=20)
+    ckpt = _fit(Classifier(MLP(hidden=(16,), num_classes=10, seed=0)), raw, tmp_path)
+    with pytest.raises(ValueError, match="ckpt: the run's data had standardize=False, mlp.exporttest needs True"):
         export_checkpoint(ENTRY.name, ckpt, tmp_path / "out", data_dir=str(data.path))
     with pytest.raises(FileNotFoundError, match="ckpt: no checkpoint at"):
         export_checkpoint(ENTRY.name, tmp_path / "missing.ckpt", tmp_path / "out")

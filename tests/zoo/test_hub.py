@@ -13,7 +13,7 @@ from lit_deep.zoo import ZooDownloadError, ZooIntegrityError
 from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file
 from lit_deep.zoo.registry import NAMESPACE_ENV
 from tests.zoo.conftest import TINY, TinyZoo
-from tests.zoo.hub_server import HubServer
+from tests.zoo.hub_server import COMMIT, HubServer
 
 
 def _blobs(cache: str) -> list[Path]:
@@ -28,7 +28,17 @@ def _tamper(hub: HubServer, tiny_zoo: TinyZoo) -> None:
 
 def test_first_download_loads_verified_weights(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
     model = zoo.load(TINY, cache_dir=cache)
-    assert model.zoo_source == "hub"
+    info = model.zoo_info
+    assert (info.name, info.repo_id, info.revision, info.commit, info.source) == (
+        TINY,
+        f"lit-deep/{TINY}",
+        "main",
+        COMMIT,  # the commit the revision resolved to
+        "hub",
+    )
+    assert info.sha256 == tiny_zoo.entry.sha256
+    assert info.class_names == ("a", "b", "c")
+    assert info.config["name"] == TINY
     assert not model.training
     assert hub.state.count("GET", "model.safetensors") == 1
     assert hub.state.count("GET", "config.json") == 1
@@ -40,7 +50,8 @@ def test_second_load_reads_the_cache_with_the_server_stopped(hub: HubServer, cac
     first = zoo.load(TINY, cache_dir=cache)
     hub.stop()
     second = zoo.load(TINY, cache_dir=cache)
-    assert second.zoo_source == "hub"
+    assert second.zoo_info.source == "hub"
+    assert second.zoo_info.commit == COMMIT
     x = torch.rand(4, 28, 28)
     torch.testing.assert_close(first(x), second(x))
 
@@ -51,7 +62,7 @@ def test_offline_mode_loads_from_the_cache_without_requests(
     zoo.load(TINY, cache_dir=cache)
     seen = len(hub.state.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert zoo.load(TINY, cache_dir=cache).zoo_source == "hub"
+    assert zoo.load(TINY, cache_dir=cache).zoo_info.source == "hub"
     assert len(hub.state.requests) == seen
 
 
@@ -59,12 +70,13 @@ def test_tampered_file_is_rejected_and_not_trusted_next_time(hub: HubServer, tin
     _tamper(hub, tiny_zoo)
     with pytest.raises(ZooIntegrityError, match="SHA-256 mismatch for model.safetensors"):
         zoo.load(TINY, cache_dir=cache)
-    assert not any(sha256_file(b) != tiny_zoo.entry.sha256 and b.stat().st_size > 1000 for b in _blobs(cache))
+    weights_size = len(tiny_zoo.weights)
+    assert not any(b.stat().st_size == weights_size and sha256_file(b) != tiny_zoo.entry.sha256 for b in _blobs(cache))
     with pytest.raises(ZooIntegrityError, match="deleted from the cache"):
         zoo.load(TINY, cache_dir=cache)
     assert hub.state.count("GET", "model.safetensors") == 2  # downloaded again, not read from the cache
     hub.state.add_folder(f"lit-deep/{TINY}", tiny_zoo.folder)
-    assert zoo.load(TINY, cache_dir=cache).zoo_source == "hub"
+    assert zoo.load(TINY, cache_dir=cache).zoo_info.source == "hub"
 
 
 def test_truncated_file_is_rejected(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
@@ -74,11 +86,12 @@ def test_truncated_file_is_rejected(hub: HubServer, tiny_zoo: TinyZoo, cache: st
     assert all(b.stat().st_size != len(tiny_zoo.weights) - 100 for b in _blobs(cache))
 
 
-def test_connection_dropped_mid_body_leaves_nothing_cached(hub: HubServer, cache: str) -> None:
+def test_connection_dropped_mid_body_leaves_nothing_cached(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
     hub.state.drop_body.add("model.safetensors")
     with pytest.raises(ZooDownloadError, match=r"mlp\.tiny.*cannot download"):
         zoo.load(TINY, cache_dir=cache)
-    assert all(b.stat().st_size < 1000 for b in _blobs(cache))  # only config.json made it
+    config = (tiny_zoo.folder / "config.json").read_bytes()
+    assert all(b.read_bytes() == config for b in _blobs(cache))  # only config.json made it
 
 
 def test_missing_file_404_is_a_clear_error(
@@ -98,7 +111,7 @@ def test_unknown_revision_is_a_clear_error(hub: HubServer, cache: str) -> None:
 def test_server_error_500_uses_the_cache(hub: HubServer, cache: str) -> None:
     zoo.load(TINY, cache_dir=cache)
     hub.state.status = 500
-    assert zoo.load(TINY, cache_dir=cache).zoo_source == "hub"
+    assert zoo.load(TINY, cache_dir=cache).zoo_info.source == "hub"
 
 
 def test_server_error_500_without_cache_or_shipped_copy(hub: HubServer, cache: str) -> None:
@@ -125,7 +138,8 @@ def test_unreachable_hub_falls_back_to_the_shipped_copy(
         monkeypatch.setenv(NAMESPACE_ENV, "not-published")
     with caplog.at_level(logging.INFO):
         model = zoo.load(TINY, cache_dir=cache)
-    assert model.zoo_source == "shipped"
+    assert (model.zoo_info.source, model.zoo_info.commit) == ("shipped", None)
+    assert model.zoo_info.sha256 == tiny_zoo.entry.sha256
     lines = [r for r in caplog.records if "using the copy shipped with lit_deep" in r.getMessage()]
     assert len(lines) == 1
     torch.testing.assert_close(model.state_dict()["head.weight"], tiny_zoo.state["head.weight"])
@@ -179,6 +193,7 @@ def test_namespace_is_configurable(
 
 def test_other_revision_is_checked_against_the_hub_hash(hub: HubServer, cache: str) -> None:
     hub.state.revisions["v2"] = "f" * 40
-    assert zoo.load(TINY, revision="v2", cache_dir=cache).zoo_source == "hub"
+    model = zoo.load(TINY, revision="v2", cache_dir=cache)
+    assert (model.zoo_info.source, model.zoo_info.revision, model.zoo_info.commit) == ("hub", "v2", "f" * 40)
     with pytest.raises(ValueError, match="sha256: expected 64 hex digits"):
         zoo.load(TINY, revision="v2", cache_dir=cache, sha256="abc")

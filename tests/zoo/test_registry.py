@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from lit_deep import zoo
-from lit_deep.zoo import REGISTRY, Preprocessing, ZooModel
-from lit_deep.zoo._evaluate import classification_metrics, evaluate
-from lit_deep.zoo._hub import SHIPPED_DIR_ENV, shipped_copy
+from lit_deep.models import Preprocess
+from lit_deep.zoo import REGISTRY, Preprocessing
+from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file, shipped_copy
 from lit_deep.zoo.registry import NAMESPACE_ENV
+from lit_deep.zoo.release.evaluate import classification_metrics, evaluate
 
 NAMES = sorted(REGISTRY)
 # Entries whose weights are trained and exported (every entry: test_registry.py::test_every_entry_is_published).
@@ -52,8 +53,13 @@ def test_preprocessing_rejects_unknown_standardisation() -> None:
 def test_shipped_copy_loads_strictly_in_eval_mode(name: str, offline_shipped: str) -> None:
     assert shipped_copy(name) is not None
     model = zoo.load(name, cache_dir=offline_shipped)
-    assert isinstance(model, ZooModel)
-    assert model.zoo_source == "shipped"
+    entry = REGISTRY[name]
+    assert type(model).__name__ == entry.architecture["class_path"].rsplit(".", 1)[1]
+    assert isinstance(model.backbone[0], Preprocess)
+    info = model.zoo_info
+    assert (info.name, info.repo_id, info.source, info.commit) == (name, entry.repo_id(), "shipped", None)
+    assert info.sha256 == entry.sha256 == sha256_file(shipped_copy(name) / "model.safetensors")
+    assert info.class_names == entry.class_names
     assert not model.training
     images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
     if not REGISTRY[name].mc_samples:  # an MC-dropout model differs from call to call
