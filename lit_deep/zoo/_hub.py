@@ -63,11 +63,26 @@ _REMEDIES = (
 
 
 _log = logging.getLogger("lit_deep.zoo")
+if not logging.getLogger().handlers and not _log.handlers:
+    # Seen without any logging set-up, as Lightning does for its own logger; an application's handlers win.
+    _log.addHandler(logging.StreamHandler())
+    _log.setLevel(logging.INFO)
+    _log.propagate = False
+#: the variables launchers (torchrun, Lightning, SLURM, jsrun) set for a process's rank, as Lightning reads them.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def _rank() -> int:
+    for variable in _RANK_VARIABLES:
+        value = os.environ.get(variable)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
 
 
 def _info(message: str) -> None:
-    """Log once per job: on global rank 0 (launchers set ``RANK``), through the ``lit_deep.zoo`` logger."""
-    if os.environ.get("RANK", "0") == "0":
+    """Log once per job (rank 0 by the launchers' variables) through the ``lit_deep.zoo`` logger."""
+    if _rank() == 0:
         _log.info(message)
 
 

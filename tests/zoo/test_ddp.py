@@ -52,16 +52,12 @@ if mode == "barrier":
 """
 
 _LIGHTNING = """
-import logging
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, TensorDataset
 from lit_deep import Classifier
 from lit_deep.cli import release_process_group
 
-# lit_deep.zoo logs through the standard logging module (no Lightning import): show its INFO lines on stderr.
-zoo_log = logging.getLogger("lit_deep.zoo")
-zoo_log.setLevel(logging.INFO)
-zoo_log.addHandler(logging.StreamHandler())
+# lit_deep.zoo logs through the standard logging module (no Lightning import), on stderr by default.
 # Lightning starts rank 1 by re-running this script (LOCAL_RANK=1) before any process group exists.
 module = Classifier.from_zoo(NAME, num_classes=2, cache_dir=CACHE, lr=0.01)
 data = TensorDataset(torch.rand(32, 1, 28, 28), torch.randint(0, 2, (32,)))
