@@ -7,6 +7,7 @@ uint32 dimension sizes, then the data in row-major order, big-endian. Files may 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -78,6 +79,11 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
 
         >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9])).tolist()
         [7, 9]
+        >>> try:
+        ...     parse_idx(bytes([0, 0, 8, 4]) + b"\\xff" * 16, "huge.idx")
+        ... except IDXError as err:
+        ...     print(str(err).split(" need")[0])
+        huge.idx: file is truncated: dimensions (4294967295, 4294967295, 4294967295, 4294967295)
     """
     if len(data) < 4:
         raise IDXError(f"{source}: file is truncated: {len(data)} bytes, shorter than the 4-byte magic number")
@@ -93,7 +99,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
         raise IDXError(f"{source}: file is truncated inside the header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _CODE_TO_DTYPE[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Exact integer arithmetic: a tampered header with huge dimensions must not wrap around an int64.
+    expected = math.prod(dims) * dtype.itemsize
     body = len(data) - header
     if body < expected:
         raise IDXError(f"{source}: file is truncated: dimensions {dims} need {expected} data bytes, found {body}")
