@@ -48,7 +48,8 @@ class LayerStats(Callback):
     ``on_before_optimizer_step``, that is after accumulation and DDP's all-reduce, before gradient clipping.
     Values go to the Trainer's loggers at ``trainer.global_step`` as ``layer_stats/act_mean/<layer>``,
     ``layer_stats/act_std/<layer>`` and ``layer_stats/grad_norm/<weight>``, and to :attr:`history` (saved in
-    checkpoints). Under DDP the activation statistics are each rank's own batch (loggers write rank 0's).
+    checkpoints under :attr:`state_key`, which holds the configuration, so two instances watching different
+    layers keep separate histories). Under DDP the activation statistics are each rank's own batch (loggers write rank 0's).
 
     Args:
         every_n_steps: the logging period in optimizer steps (steps 0, n, 2n, ...), >= 1.
@@ -164,6 +165,31 @@ class LayerStats(Callback):
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._remove_hooks()
+
+    @property
+    @override
+    def state_key(self) -> str:
+        """The checkpoint key: the class name and the configuration (one key per differently configured instance).
+
+        Example::
+
+            >>> LayerStats(every_n_steps=10, modules="backbone.*").state_key
+            "LayerStats{'every_n_steps': 10, 'modules': ('backbone.*',), 'log_gradients': True}"
+        """
+        modules = None
+        if self.modules is not None:
+            modules = tuple(m if isinstance(m, str) else f"{m.__module__}.{m.__qualname__}" for m in self.modules)
+        config = {"every_n_steps": self.every_n_steps, "modules": modules, "log_gradients": self.log_gradients}
+        return f"{type(self).__qualname__}{config!r}"
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Checkpoints written before the state key held the configuration stored the state under the class name.
+        states = checkpoint.get("callbacks", {})
+        if self.state_key not in states and type(self).__qualname__ in states:
+            self.load_state_dict(states[type(self).__qualname__])
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -235,11 +235,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             seed=self.seed,
             even_shards=train,
         )
-        if train:
-            if self._pending_order is not None:
-                sampler.load_state_dict(self._pending_order)
-                self._pending_order = None
-            self._train_sampler = sampler
+        if not train:  # evaluation loaders stay plain: Lightning re-creates them to wrap their sampler
+            return DataLoader(data, sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator())
+        if self._pending_order is not None:
+            sampler.load_state_dict(self._pending_order)
+            self._pending_order = None
+        self._train_sampler = sampler
         return ResumableLoader(data, sampler)
 
     def train_dataloader(self) -> DataLoader:
