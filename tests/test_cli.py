@@ -59,19 +59,14 @@ def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
         assert "test_acc" in json.loads(results.read_text())["metrics"]
 
 
-def test_bad_data_argument_is_reported(tiny_fmnist, tmp_path):
+def test_bad_data_argument_is_reported_in_one_line(tiny_fmnist, tmp_path, capsys):
+    args = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path}"]
+    args += [f"--data.init_args.data_dir={tiny_fmnist.path}", "--data.init_args.task=C", *QUIET]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == "lit-deep: error: task: expected one of ('full', 'A', 'B'), got 'C' (--debug shows the traceback)\n"
     with pytest.raises(ValueError, match=r"task: expected one of \('full', 'A', 'B'\), got 'C'"):
-        main(
-            [
-                "fit",
-                "--config",
-                str(RECIPE),
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--data.init_args.data_dir={tiny_fmnist.path}",
-                "--data.init_args.task=C",
-                *QUIET,
-            ]
-        )
+        main([*args, "--debug"])
 
 
 @pytest.mark.realdata
