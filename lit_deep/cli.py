@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> with contextlib.redirect_stderr(io.StringIO()) as err:
         ...     code = main(["demo", "--epochs", "0"])
         >>> code, err.getvalue()
-        (2, 'lit-deep: error: --epochs: must be at least 1, got 0 (--debug shows the traceback)\n')
+        (2, 'lit-deep: error: --epochs: must be at least 1, got 0 (--debug shows the traceback)\\n')
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)

@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lit_deep._io import save_figure
 from lit_deep.callbacks._helpers import LAYERS, Selector, as_selectors, resolve_root, select_modules
 
 if TYPE_CHECKING:
@@ -159,8 +160,7 @@ class LayerStats(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
         if self.plot_path is not None and trainer.is_global_zero and self.history:
-            self.plot_path.parent.mkdir(parents=True, exist_ok=True)
-            self.plot().savefig(self.plot_path)
+            save_figure(self.plot(), self.plot_path)  # atomic: a crash never leaves half a PNG
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
