@@ -52,6 +52,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None and err.errno is not None:  # e.g. a full disk inside torch.save: name the file
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -89,27 +93,27 @@ def strict_json(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike[str], value: Any, **dumps_kwargs: Any) -> Path:
-    """Write ``value`` as strict JSON (non-finite numbers as ``null``), atomically, with a final newline.
+    r"""Write ``value`` as strict JSON (non-finite numbers as ``null``), atomically, with a final newline.
 
     Example::
 
         >>> import tempfile
         >>> write_json(Path(tempfile.mkdtemp()) / "m.json", {"nll": float("nan")}).read_text()
-        '{"nll": null}\\n'
+        '{"nll": null}\n'
     """
     text = json.dumps(strict_json(value), allow_nan=False, **dumps_kwargs) + "\n"
     return write_text(path, text)
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str], **savefig_kwargs: Any) -> Path:
-    """Save a matplotlib ``Figure`` atomically (the format comes from ``path``'s suffix).
+    r"""Save a matplotlib ``Figure`` atomically (the format comes from ``path``'s suffix).
 
     Example::
 
         >>> import tempfile
         >>> from matplotlib.figure import Figure
         >>> save_figure(Figure(), Path(tempfile.mkdtemp()) / "f.png").read_bytes()[:4]
-        b'\\x89PNG'
+        b'\x89PNG'
     """
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda handle: figure.savefig(handle, format=fmt, **savefig_kwargs))

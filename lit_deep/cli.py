@@ -133,7 +133,12 @@ def check_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> None:
         ...     print(str(err).split(";")[0])
         --ckpt_path last: no last checkpoint in /nonexistent/checkpoints
     """
-    if ckpt_path is None or ckpt_path in ("best", "hpc") or "://" in str(ckpt_path) or str(ckpt_path).startswith("registry"):
+    if (
+        ckpt_path is None
+        or ckpt_path in ("best", "hpc")
+        or "://" in str(ckpt_path)
+        or str(ckpt_path).startswith("registry")
+    ):
         return
     if ckpt_path != "last":
         if not Path(ckpt_path).is_file():
@@ -141,7 +146,11 @@ def check_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> None:
         return
     callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
     folders = [Path(c.dirpath or Path(trainer.default_root_dir) / "checkpoints") for c in callbacks]
-    found = [p for c, d in zip(callbacks, folders, strict=True) for p in d.glob(f"{c.CHECKPOINT_NAME_LAST}*{c.FILE_EXTENSION}")]
+    found = [
+        p
+        for c, d in zip(callbacks, folders, strict=True)
+        for p in d.glob(f"{c.CHECKPOINT_NAME_LAST}*{c.FILE_EXTENSION}")
+    ]
     if found:
         return
     where = ", ".join(str(d) for d in folders) or "any folder (checkpointing is off)"
@@ -226,7 +235,7 @@ def _debug_requested(args: list[str]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``lit-deep`` with ``argv`` (default: ``sys.argv[1:]``).
+    r"""Run ``lit-deep`` with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns:
         0 on success, 2 for an error the user can fix (one line on stderr), 1 when training diverged.
@@ -242,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         >>> with contextlib.redirect_stderr(io.StringIO()) as err:
         ...     code = main(["demo", "--epochs", "0"])
         >>> code, err.getvalue()
-        (2, 'lit-deep: error: --epochs: must be at least 1, got 0 (--debug shows the traceback)\\n')
+        (2, 'lit-deep: error: --epochs: must be at least 1, got 0 (--debug shows the traceback)\n')
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)

@@ -50,7 +50,8 @@ class LayerStats(Callback):
     Values go to the Trainer's loggers at ``trainer.global_step`` as ``layer_stats/act_mean/<layer>``,
     ``layer_stats/act_std/<layer>`` and ``layer_stats/grad_norm/<weight>``, and to :attr:`history` (saved in
     checkpoints under :attr:`state_key`, which holds the configuration, so two instances watching different
-    layers keep separate histories). Under DDP the activation statistics are each rank's own batch (loggers write rank 0's).
+    layers keep separate histories). Under DDP the activation statistics are each rank's own batch (loggers
+    write rank 0's).
 
     Args:
         every_n_steps: the logging period in optimizer steps (steps 0, n, 2n, ...), >= 1.

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lit_deep._io import atomic_write
+
 __all__ = ["IDXError", "read_idx", "write_idx"]
 
 # IDX dtype code -> numpy dtype (big-endian, as the format stores it).
@@ -63,7 +65,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
-    """Parse the bytes of an (uncompressed) IDX file.
+    r"""Parse the bytes of an (uncompressed) IDX file.
 
     Args:
         data: the file's bytes.
@@ -80,7 +82,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
         >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9])).tolist()
         [7, 9]
         >>> try:
-        ...     parse_idx(bytes([0, 0, 8, 4]) + b"\\xff" * 16, "huge.idx")
+        ...     parse_idx(bytes([0, 0, 8, 4]) + b"\xff" * 16, "huge.idx")
         ... except IDXError as err:
         ...     print(str(err).split(" need")[0])
         huge.idx: file is truncated: dimensions (4294967295, 4294967295, 4294967295, 4294967295)
@@ -183,10 +185,4 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compress: bool
     data = encode_idx(tensor)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: handle.write(data))

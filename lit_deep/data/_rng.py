@@ -28,7 +28,8 @@ def get_rng_state() -> dict[str, Any]:
         >>> torch.equal(torch.rand(2), a), sorted(state)
         (True, ['numpy', 'python', 'torch', 'torch_cuda'])
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)  # the legacy tuple form: ('MT19937', keys, pos, has_gauss, cached)
     version, words, gauss_next = random.getstate()
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     return {

@@ -11,6 +11,7 @@ bytes: the Debian package recompresses the ``.gz`` files, so the published archi
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -21,10 +22,11 @@ import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+from lit_deep._io import atomic_write
 from lit_deep.data._idx import IDXError, parse_idx, read_idx
 
 __all__ = [
@@ -119,6 +121,10 @@ def _has_split(folder: Path, split: str) -> bool:
     return all((folder / name).is_file() for name in _SPLIT_FILES[split])
 
 
+def _write_all(payload: bytes, handle: IO[bytes]) -> None:
+    handle.write(payload)
+
+
 def _download(name: str, dest: Path, urlopen: Callable[..., Any] | None = None) -> None:
     """Download ``name`` from the first mirror that answers, verify it, and rename it into ``dest``."""
     opener = urlopen or urllib.request.urlopen
@@ -139,13 +145,7 @@ def _download(name: str, dest: Path, urlopen: Callable[..., Any] | None = None) 
         if digest != FILES[name]:
             errors.append(f"{url}: SHA-256 of the decompressed data is {digest}, expected {FILES[name]}")
             continue
-        dest.mkdir(parents=True, exist_ok=True)
-        tmp = dest / f".{name}.{os.getpid()}.part"
-        try:
-            tmp.write_bytes(payload)
-            os.replace(tmp, dest / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(dest / name, functools.partial(_write_all, payload))  # never a truncated file in the cache
         return
     raise OSError("; ".join(errors))
 
