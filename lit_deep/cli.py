@@ -11,9 +11,11 @@ one line and exits with code 1. ``--debug`` (or ``LIT_DEEP_DEBUG=1``) shows the 
 
 from __future__ import annotations
 
+import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 import time
 import warnings
@@ -198,6 +200,26 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, 
 _DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
+def parse_error_line(message: str) -> str:
+    r"""One line from jsonargparse's multi-line parse error: the flag, what it expected and what it got.
+
+    Example::
+
+        >>> parse_error_line(
+        ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
+        ...     '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: 2.5\n'
+        ... )
+        '--data.init_args.batch_size: expected an int, got 2.5'
+    """
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    expected = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
+    if keys and expected:
+        flag = "--" + ".init_args.".join(keys)
+        article = "an" if expected[1][:1] in "aeiou" else "a"
+        return f"{flag}: expected {article} {expected[1]}, got {expected[2].strip()}"
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def user_error(err: BaseException) -> str | None:
     """The one-line message for an error a user can fix, or ``None`` for anything else (a bug: keep the traceback).
 
@@ -213,13 +235,15 @@ def user_error(err: BaseException) -> str | None:
         True
     """
     root = err
-    while isinstance(root.__cause__, _USER_ERRORS) or (
-        isinstance(root.__cause__, OSError) and root.__cause__.errno in _DISK_ERRNOS
-    ):
+    while not _disk_error(root) and (isinstance(root.__cause__, _USER_ERRORS) or _disk_error(root.__cause__)):
+        assert root.__cause__ is not None
         root = root.__cause__
     if isinstance(root, DivergenceError):
         return str(root)
-    if isinstance(root, OSError) and root.errno in _DISK_ERRNOS and not isinstance(root, FileNotFoundError):
+    if isinstance(root, argparse.ArgumentError):  # a command-line parse error (the parser does not exit itself)
+        return f"{parse_error_line(str(root)).rstrip('.')}; see lit-deep <verb> --help"
+    if _disk_error(root):
+        assert isinstance(root, OSError)
         target = root.filename or "a file"
         return (
             f"cannot write {target}: {root.strerror}; choose a writable output folder "
@@ -228,6 +252,10 @@ def user_error(err: BaseException) -> str | None:
     if isinstance(root, _USER_ERRORS):
         return " ".join(str(root).split("\n")).strip() or type(root).__name__
     return None
+
+
+def _disk_error(err: BaseException | None) -> bool:
+    return isinstance(err, OSError) and err.errno in _DISK_ERRNOS and not isinstance(err, FileNotFoundError)
 
 
 def _debug_requested(args: list[str]) -> bool:
@@ -286,7 +314,8 @@ def _run(args: list[str]) -> int:
             subclass_mode_data=True,
             args=args,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": "Train deep networks the book's way (lit_deep)."},
+            # exit_on_error=False: a parse error is raised, and main() reports it in one line, not usage + tree.
+            parser_kwargs={"description": "Train deep networks the book's way (lit_deep).", "exit_on_error": False},
             auto_configure_optimizers=False,
         )
     return 0

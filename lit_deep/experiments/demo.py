@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -37,6 +38,13 @@ __all__ = ["main", "parser", "validate"]
 PLOTS = ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Raises its errors (``lit-deep`` prints them in one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse's own method
+        raise argparse.ArgumentError(None, message)
+
+
 def parser() -> argparse.ArgumentParser:
     """The demo's command-line options.
 
@@ -46,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
         [0, 2]
     """
     defaults = TransferConfig()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="lit-deep demo",
         description="Transfer learning from the zoo: task B (two classes, few images) with the reused backbone of "
         "a pretrained model vs the same net from scratch; MC-dropout uncertainty; plots.",
