@@ -3,28 +3,41 @@
 ``lit-deep fit --config recipes/baseline.yaml`` trains with ``Classifier`` and ``FashionMNISTDataModule``; any
 LightningModule or DataModule can be chosen in the YAML (``class_path``). Extra verbs (``demo``, ``zoo``) are
 looked up in :data:`COMMANDS` and imported only when used.
+
+Errors a user can fix (a bad constructor argument, missing data, an unwritable output folder, a missing
+checkpoint) print one line naming the argument and the fix, and exit with code 2; a diverged training run prints
+one line and exits with code 1. ``--debug`` (or ``LIT_DEEP_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import importlib
-import json
+import os
+import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lit_deep._io import check_writable, write_json
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
+from lit_deep.modules._logging import DivergenceError
 from lit_deep.modules._model import check_checkpoint
+from lit_deep.plugins import AtomicCheckpointIO
 
-__all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "write_results"]
+__all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "user_error", "write_results"]
 
 #: verb -> "module:function" taking the remaining arguments and returning an exit code.
 COMMANDS: dict[str, str] = {"zoo": "lit_deep.zoo.cli:main", "demo": "lit_deep.experiments.demo:main"}
@@ -36,7 +49,27 @@ class LitDeepCLI(LightningCLI):
 
     ``--test_after_fit true`` (the default) evaluates the trained model on the test split once fitting ends,
     so ``lit-deep fit --config recipes/baseline.yaml`` prints the test accuracy.
+
+    Checkpoints are written atomically (:class:`~lit_deep.plugins.AtomicCheckpointIO`, unless another
+    ``CheckpointIO`` plugin is given). A ``ModelCheckpoint`` without a ``dirpath`` writes into
+    ``<default_root_dir>/checkpoints`` (not a new logger version folder per run), so that ``--ckpt_path last``
+    finds the previous run's ``last.ckpt``; with no such file, ``--ckpt_path last`` is an error, not a silent
+    fresh start.
     """
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The Trainer, with :class:`~lit_deep.plugins.AtomicCheckpointIO` unless a ``CheckpointIO`` is given."""
+        config = self.config_init.get(self.subcommand, self.config_init) if self.subcommand else self.config_init
+        plugins = kwargs.pop("plugins", config.get("trainer", {}).get("plugins"))
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            plugins.append(AtomicCheckpointIO())
+        trainer = super().instantiate_trainer(plugins=plugins, **kwargs)
+        root = Path(trainer.default_root_dir)
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = str(root / "checkpoints")
+        return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add ``--test_after_fit`` and ``--find-lr``."""
@@ -66,8 +99,12 @@ class LitDeepCLI(LightningCLI):
             check_checkpoint(ckpt_path)
 
     def before_fit(self) -> None:
-        """Run the learning-rate range test when ``--find-lr`` is set (see :func:`lit_deep.schedules.find_lr`)."""
+        """Refuse ``--ckpt_path last`` without a last checkpoint; run the LR range test when ``--find-lr`` is set.
+
+        See :func:`lit_deep.schedules.find_lr` for the range test.
+        """
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        check_ckpt_path(config.get("ckpt_path"), self.trainer)
         if config.get("find_lr", False):
             from lit_deep.schedules.lr_finder import find_lr
 
@@ -90,14 +127,63 @@ class LitDeepCLI(LightningCLI):
         write_results(self.trainer, fit_seconds, {**fit_metrics, **self.trainer.callback_metrics})
 
     def before_instantiate_classes(self) -> None:
-        """Start the clock that ``results.json`` reports as the fit's wall time."""
+        """Check that the output folder is writable; start the clock that ``results.json`` reports."""
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        root = config.get("trainer", {}).get("default_root_dir") or os.getcwd()
+        check_writable(root, "--trainer.default_root_dir")
         self._fit_started = time.perf_counter()
+
+
+def check_ckpt_path(ckpt_path: str | None, trainer: pl.Trainer) -> None:
+    """Raise a ``ValueError`` naming ``--ckpt_path`` when the checkpoint to resume from does not exist.
+
+    ``"last"`` needs a ``last*.ckpt`` in a ``ModelCheckpoint``'s folder (Lightning would warn and train from
+    scratch, exiting 0); a path must be an existing file (URLs and ``best``/``hpc``/``registry`` are Lightning's).
+
+    Example::
+
+        >>> trainer = pl.Trainer(logger=False, enable_progress_bar=False, default_root_dir="/nonexistent")
+        >>> try:
+        ...     check_ckpt_path("last", trainer)
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        --ckpt_path last: no last checkpoint in /nonexistent/checkpoints
+    """
+    if (
+        ckpt_path is None
+        or ckpt_path in ("best", "hpc")
+        or "://" in str(ckpt_path)
+        or str(ckpt_path).startswith("registry")
+    ):
+        return
+    if ckpt_path != "last":
+        if not Path(ckpt_path).is_file():
+            raise ValueError(f"--ckpt_path: no checkpoint file {ckpt_path}; give an existing .ckpt file or 'last'")
+        return
+    callbacks = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    folders = [Path(c.dirpath or Path(trainer.default_root_dir) / "checkpoints") for c in callbacks]
+    found = [
+        p
+        for c, d in zip(callbacks, folders, strict=True)
+        for p in d.glob(f"{c.CHECKPOINT_NAME_LAST}*{c.FILE_EXTENSION}")
+    ]
+    if found:
+        return
+    where = ", ".join(str(d) for d in folders) or "any folder (checkpointing is off)"
+    saves_last = any(c.save_last for c in callbacks)
+    hint = (
+        "a run writes it at the end of each epoch; run without --ckpt_path to start a new run"
+        if saves_last
+        else "no ModelCheckpoint here saves one: add save_last: true to it, or run without --ckpt_path"
+    )
+    raise ValueError(f"--ckpt_path last: no last checkpoint in {where}; {hint}")
 
 
 def write_results(trainer: pl.Trainer, fit_seconds: float, metrics: dict[str, Any] | None = None) -> Path | None:
     """Write the run's final metrics, epochs and wall time to ``<default_root_dir>/results.json`` (rank 0).
 
-    ``recipes/run_all.py`` reads these files to build ``recipes/RESULTS.md``.
+    ``recipes/run_all.py`` reads these files to build ``recipes/RESULTS.md``. The file is strict JSON (a NaN or
+    infinite metric is written as ``null``) and replaced atomically.
 
     Returns:
         The file written, or ``None`` on other ranks.
@@ -113,10 +199,8 @@ def write_results(trainer: pl.Trainer, fit_seconds: float, metrics: dict[str, An
         "fit_seconds": round(fit_seconds, 1),
         "devices": trainer.num_devices * trainer.num_nodes,
     }
-    path = Path(trainer.default_root_dir) / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    return path
+    # Strict JSON (a NaN metric becomes null), written atomically.
+    return write_json(Path(trainer.default_root_dir) / "results.json", results, indent=2, sort_keys=True)
 
 
 def _run_extra(verb: str, argv: list[str]) -> int:
@@ -125,8 +209,78 @@ def _run_extra(verb: str, argv: list[str]) -> int:
     return int(func(argv) or 0)
 
 
+# Errors whose message tells the user what to fix: one line and exit code 2 (``--debug`` shows the traceback).
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
+_DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def parse_error_line(message: str) -> str:
+    r"""One line from jsonargparse's multi-line parse error: the flag, what it expected and what it got.
+
+    Example::
+
+        >>> parse_error_line(
+        ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
+        ...     '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: 2.5\n'
+        ... )
+        '--data.init_args.batch_size: expected an int, got 2.5'
+    """
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    expected = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
+    if keys and expected:
+        flag = "--" + ".init_args.".join(keys)
+        article = "an" if expected[1][:1] in "aeiou" else "a"
+        return f"{flag}: expected {article} {expected[1]}, got {expected[2].strip()}"
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message for an error a user can fix, or ``None`` for anything else (a bug: keep the traceback).
+
+    A wrapped error (LightningCLI wraps a constructor's ``ValueError`` in its own) is reported by its cause.
+
+    Example::
+
+        >>> wrapped = ValueError("Does not validate against any of the Union subtypes")
+        >>> wrapped.__cause__ = ValueError("task: expected one of ('full', 'A', 'B'), got 'C'")
+        >>> user_error(wrapped)
+        "task: expected one of ('full', 'A', 'B'), got 'C'"
+        >>> user_error(KeyError("x")) is None
+        True
+    """
+    root = err
+    while not _disk_error(root) and (isinstance(root.__cause__, _USER_ERRORS) or _disk_error(root.__cause__)):
+        assert root.__cause__ is not None
+        root = root.__cause__
+    if isinstance(root, DivergenceError):
+        return str(root)
+    if isinstance(root, argparse.ArgumentError):  # a command-line parse error (the parser does not exit itself)
+        return f"{parse_error_line(str(root)).rstrip('.')}; see lit-deep <verb> --help"
+    if _disk_error(root):
+        assert isinstance(root, OSError)
+        target = root.filename or "a file"
+        return (
+            f"cannot write {target}: {root.strerror}; choose a writable output folder "
+            "(--trainer.default_root_dir, a checkpoint's dirpath, --output) with free space"
+        )
+    if isinstance(root, _USER_ERRORS):
+        return " ".join(str(root).split("\n")).strip() or type(root).__name__
+    return None
+
+
+def _disk_error(err: BaseException | None) -> bool:
+    return isinstance(err, OSError) and err.errno in _DISK_ERRNOS and not isinstance(err, FileNotFoundError)
+
+
+def _debug_requested(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get("LIT_DEEP_DEBUG", "").strip() not in ("", "0")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``lit-deep`` with ``argv`` (default: ``sys.argv[1:]``).
+    r"""Run ``lit-deep`` with ``argv`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 2 for an error the user can fix (one line on stderr), 1 when training diverged.
 
     Example::
 
@@ -136,14 +290,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         ...     main(["--help"])
         >>> "fit" in out.getvalue()
         True
+        >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+        ...     code = main(["demo", "--epochs", "0"])
+        >>> code, err.getvalue()
+        (2, 'lit-deep: error: --epochs: must be at least 1, got 0 (--debug shows the traceback)\n')
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    args = [a for a in args if a != "--debug"]  # DDP's launcher re-runs sys.argv: every rank strips it too
     group_was_up = _group_is_up()  # a caller's own process group is the caller's to end
     try:
-        if args and args[0] in COMMANDS:
-            return _run_extra(args[0], args[1:])
-        if args and args[0] in ("-h", "--help") and COMMANDS:
-            print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
+        return _run(args)
+    except (Exception, KeyboardInterrupt) as err:
+        message = None if debug else user_error(err)
+        if message is None:
+            raise
+        print(f"lit-deep: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1 if isinstance(err, DivergenceError) else 2
+    finally:
+        if not group_was_up:
+            release_process_group()
+
+
+def _run(args: list[str]) -> int:
+    if args and args[0] in COMMANDS:
+        return _run_extra(args[0], args[1:])
+    if args and args[0] in ("-h", "--help") and COMMANDS:
+        print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
+    with warnings.catch_warnings():
+        # LightningCLI warns whenever ``args`` is given and sys.argv has arguments, which is every console call:
+        # here ``args`` *is* sys.argv[1:] (minus --debug).
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended", category=UserWarning)
         LitDeepCLI(
             pl.LightningModule,  # Classifier, AutoencoderModule or any LightningModule, chosen by class_path
             FashionMNISTDataModule,
@@ -151,13 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             subclass_mode_data=True,
             args=args,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": "Train deep networks the book's way (lit_deep)."},
+            # exit_on_error=False: a parse error is raised, and main() reports it in one line, not usage + tree.
+            parser_kwargs={"description": "Train deep networks the book's way (lit_deep).", "exit_on_error": False},
             auto_configure_optimizers=False,
         )
-        return 0
-    finally:
-        if not group_was_up:
-            release_process_group()
+    return 0
 
 
 def _group_is_up() -> bool:

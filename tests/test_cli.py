@@ -31,10 +31,35 @@ def test_help_lists_the_verbs(capsys):
         assert verb in out
 
 
-def test_unknown_verb_fails(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["frobnicate"])
-    assert info.value.code == 2
+def test_unknown_verb_fails_in_one_line(capsys):
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "invalid choice: 'frobnicate'" in err
+
+
+def test_no_spurious_args_warning(tiny_fmnist, tmp_path, monkeypatch, recwarn):
+    args = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path}", "--trainer.max_steps=1"]
+    args += [f"--data.init_args.data_dir={tiny_fmnist.path}", "--data.init_args.val_size=10", *QUIET]
+    monkeypatch.setattr(sys, "argv", ["lit-deep", *args])  # as the console script sees it
+    assert main(args) == 0
+    assert not [w for w in recwarn if "args parameter" in str(w.message)]
+
+
+def test_results_json_is_strict_json(tmp_path):
+    import lightning.pytorch as pl
+    import torch
+
+    from lit_deep.cli import write_results
+
+    trainer = pl.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    path = write_results(trainer, 1.0, {"val_loss": torch.tensor(float("nan")), "acc": torch.tensor(0.5)})
+    text = path.read_text()
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))["metrics"] == {
+        "acc": 0.5,
+        "val_loss": None,
+    }
 
 
 def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
@@ -59,19 +84,14 @@ def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
         assert "test_acc" in json.loads(results.read_text())["metrics"]
 
 
-def test_bad_data_argument_is_reported(tiny_fmnist, tmp_path):
+def test_bad_data_argument_is_reported_in_one_line(tiny_fmnist, tmp_path, capsys):
+    args = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path}"]
+    args += [f"--data.init_args.data_dir={tiny_fmnist.path}", "--data.init_args.task=C", *QUIET]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == "lit-deep: error: task: expected one of ('full', 'A', 'B'), got 'C' (--debug shows the traceback)\n"
     with pytest.raises(ValueError, match=r"task: expected one of \('full', 'A', 'B'\), got 'C'"):
-        main(
-            [
-                "fit",
-                "--config",
-                str(RECIPE),
-                f"--trainer.default_root_dir={tmp_path}",
-                f"--data.init_args.data_dir={tiny_fmnist.path}",
-                "--data.init_args.task=C",
-                *QUIET,
-            ]
-        )
+        main([*args, "--debug"])
 
 
 @pytest.mark.realdata

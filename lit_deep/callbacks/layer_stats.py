@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lit_deep._io import save_figure
 from lit_deep.callbacks._helpers import LAYERS, Selector, as_selectors, resolve_root, select_modules
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ class LayerStats(Callback):
     ``on_before_optimizer_step``, that is after accumulation and DDP's all-reduce, before gradient clipping.
     Values go to the Trainer's loggers at ``trainer.global_step`` as ``layer_stats/act_mean/<layer>``,
     ``layer_stats/act_std/<layer>`` and ``layer_stats/grad_norm/<weight>``, and to :attr:`history` (saved in
-    checkpoints). Under DDP the activation statistics are each rank's own batch (loggers write rank 0's).
+    checkpoints under :attr:`state_key`, which holds the configuration, so two instances watching different
+    layers keep separate histories). Under DDP the activation statistics are each rank's own batch (loggers
+    write rank 0's).
 
     Args:
         every_n_steps: the logging period in optimizer steps (steps 0, n, 2n, ...), >= 1.
@@ -158,12 +161,36 @@ class LayerStats(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
         if self.plot_path is not None and trainer.is_global_zero and self.history:
-            self.plot_path.parent.mkdir(parents=True, exist_ok=True)
-            self.plot().savefig(self.plot_path)
+            save_figure(self.plot(), self.plot_path)  # atomic: a crash never leaves half a PNG
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._remove_hooks()
+
+    @property
+    @override
+    def state_key(self) -> str:
+        """The checkpoint key: the class name and the configuration (one key per differently configured instance).
+
+        Example::
+
+            >>> LayerStats(every_n_steps=10, modules="backbone.*").state_key
+            "LayerStats{'every_n_steps': 10, 'modules': ('backbone.*',), 'log_gradients': True}"
+        """
+        modules = None
+        if self.modules is not None:
+            modules = tuple(m if isinstance(m, str) else f"{m.__module__}.{m.__qualname__}" for m in self.modules)
+        config = {"every_n_steps": self.every_n_steps, "modules": modules, "log_gradients": self.log_gradients}
+        return f"{type(self).__qualname__}{config!r}"
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Checkpoints written before the state key held the configuration stored the state under the class name.
+        states = checkpoint.get("callbacks", {})
+        if self.state_key not in states and type(self).__qualname__ in states:
+            self.load_state_dict(states[type(self).__qualname__])
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -8,18 +8,26 @@ The sampler subclasses ``DistributedSampler`` so that Lightning recognises it as
 does not wrap it: it shards by rank itself. Training shards have equal length on every rank (DDP needs the
 same number of steps everywhere); evaluation shards are contiguous and unpadded, so every image is counted
 exactly once (Lightning's injected sampler pads with duplicates).
+
+Resuming mid-epoch: the sampler knows how many batches of which epoch it has handed out and can start the next
+iteration after them (``state_dict`` / ``load_state_dict``); :class:`ResumableLoader` exposes that state to
+Lightning's stateful-dataloader protocol, which saves it in checkpoints and restores it on resume.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["BatchSampler", "TensorBatches"]
+__all__ = ["BatchSampler", "ResumableLoader", "TensorBatches"]
+
+# What must match for a saved mid-epoch position to mean the same batches in this run.
+_ORDER_KEYS = ("size", "batch_size", "seed", "num_replicas", "drop_last", "even_shards")
 
 
 class TensorBatches(Dataset):
@@ -71,11 +79,21 @@ class BatchSampler(DistributedSampler):
         even_shards: give every rank the same number of items (training) by dropping the remainder of the
             shuffled order, instead of contiguous unpadded shards (evaluation).
 
+    The sampler is resumable: :meth:`state_dict` records the epoch being iterated and how many of its batches
+    were handed out; after :meth:`load_state_dict` the next iteration of that epoch continues after them.
+
     Example::
 
         >>> sampler = BatchSampler(10, batch_size=4, shuffle=False, num_replicas=2, rank=1)
         >>> [(s.start, s.stop) for s in sampler], len(sampler)
         ([(5, 9), (9, 10)], 2)
+        >>> shuffled = BatchSampler(10, batch_size=3, shuffle=True)
+        >>> first = iter(shuffled)
+        >>> consumed = next(first)
+        >>> resumed = BatchSampler(10, batch_size=3, shuffle=True)
+        >>> resumed.load_state_dict(shuffled.state_dict())
+        >>> [b.tolist() for b in resumed] == [b.tolist() for b in first]
+        True
     """
 
     def __init__(
@@ -104,6 +122,9 @@ class BatchSampler(DistributedSampler):
         self.drop_last = drop_last
         self.even_shards = shuffle if even_shards is None else even_shards
         self.epoch = 0
+        self._iter_epoch = 0  # the epoch of the current (or last) iteration
+        self._yielded = 0  # batches of that iteration handed out so far
+        self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip at the next iteration
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds the next shuffle (Lightning calls this every epoch)."""
@@ -125,12 +146,81 @@ class BatchSampler(DistributedSampler):
     def __iter__(self) -> Iterator[torch.Tensor | slice]:
         start, stop = self._shard_bounds()
         n_batches = len(self)
+        skip = 0
+        if self._resume is not None:  # read at the first batch: a state loaded after iter() still counts
+            epoch, batches = self._resume
+            self._resume = None
+            skip = batches if epoch == self.epoch and batches < n_batches else 0
+        self._iter_epoch, self._yielded = self.epoch, skip
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.size, generator=generator)[start:stop]
-            for b in range(n_batches):
+            for b in range(skip, n_batches):
+                self._yielded = b + 1
                 yield order[b * self.batch_size : (b + 1) * self.batch_size]
         else:
-            for b in range(n_batches):
+            for b in range(skip, n_batches):
+                self._yielded = b + 1
                 lo = start + b * self.batch_size
                 yield slice(lo, min(lo + self.batch_size, stop))
+
+    def state_dict(self) -> dict[str, int]:
+        """The position: the epoch being iterated, the batches of it handed out, and the order's settings."""
+        state = {"epoch": self._iter_epoch, "batches": self._yielded, "shuffle": int(self.shuffle)}
+        return {**state, **{key: int(getattr(self, key)) for key in _ORDER_KEYS}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue after the saved position at the next iteration of the saved epoch.
+
+        Raises:
+            ValueError: a mid-epoch position saved with other settings (batch size, data size, seed, number of
+                processes), whose remaining batches would not be those of the interrupted run.
+        """
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
+        if batches and batches < len(self):
+            for key in _ORDER_KEYS:
+                if key in state_dict and int(state_dict[key]) != int(getattr(self, key)):
+                    raise ValueError(
+                        f"{key}: the checkpoint stopped in the middle of epoch {epoch} with {key}="
+                        f"{state_dict[key]}, this run has {getattr(self, key)}; resume with the same data settings "
+                        "(or from an end-of-epoch checkpoint)"
+                    )
+        self._resume = (epoch, batches)
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`BatchSampler` with Lightning's stateful-dataloader protocol.
+
+    Lightning saves ``state_dict()`` of every training loader that has one in its checkpoints and calls
+    ``load_state_dict`` on resume (``trainer.fit(..., ckpt_path=...)``), so a run stopped in the middle of an
+    epoch continues with the batches it had not yet seen, in the same order. The loader draws no number from
+    the global random generator (it gets its own ``generator``), so creating it does not shift dropout masks.
+
+    Args:
+        dataset: the batches' dataset (:class:`TensorBatches`).
+        sampler: the :class:`BatchSampler` that yields whole batches of indices.
+
+    Example::
+
+        >>> data = TensorBatches(torch.arange(6.0).view(6, 1), torch.arange(6))
+        >>> loader = ResumableLoader(data, BatchSampler(6, batch_size=2))
+        >>> batches = iter(loader)
+        >>> _ = next(batches)
+        >>> again = ResumableLoader(data, BatchSampler(6, batch_size=2))
+        >>> again.load_state_dict(loader.state_dict())
+        >>> [y.tolist() for _, y in again]
+        [[2, 3], [4, 5]]
+    """
+
+    def __init__(self, dataset: TensorBatches, sampler: BatchSampler) -> None:
+        # batch_size=None: the sampler already yields whole batches; no per-item collate.
+        super().__init__(dataset, sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator())
+        self.batches = sampler
+
+    def state_dict(self) -> dict[str, int]:
+        """The sampler's position (see :meth:`BatchSampler.state_dict`)."""
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the sampler at the saved position (see :meth:`BatchSampler.load_state_dict`)."""
+        self.batches.load_state_dict(state_dict)

@@ -7,6 +7,7 @@ uint32 dimension sizes, then the data in row-major order, big-endian. Files may 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from lit_deep._io import atomic_write
 
 __all__ = ["IDXError", "read_idx", "write_idx"]
 
@@ -62,7 +65,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
-    """Parse the bytes of an (uncompressed) IDX file.
+    r"""Parse the bytes of an (uncompressed) IDX file.
 
     Args:
         data: the file's bytes.
@@ -78,6 +81,11 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
 
         >>> parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 9])).tolist()
         [7, 9]
+        >>> try:
+        ...     parse_idx(bytes([0, 0, 8, 4]) + b"\xff" * 16, "huge.idx")
+        ... except IDXError as err:
+        ...     print(str(err).split(" need")[0])
+        huge.idx: file is truncated: dimensions (4294967295, 4294967295, 4294967295, 4294967295)
     """
     if len(data) < 4:
         raise IDXError(f"{source}: file is truncated: {len(data)} bytes, shorter than the 4-byte magic number")
@@ -93,7 +101,8 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
         raise IDXError(f"{source}: file is truncated inside the header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _CODE_TO_DTYPE[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Exact integer arithmetic: a tampered header with huge dimensions must not wrap around an int64.
+    expected = math.prod(dims) * dtype.itemsize
     body = len(data) - header
     if body < expected:
         raise IDXError(f"{source}: file is truncated: dimensions {dims} need {expected} data bytes, found {body}")
@@ -176,10 +185,4 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compress: bool
     data = encode_idx(tensor)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda handle: handle.write(data))

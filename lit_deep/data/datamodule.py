@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lit_deep.data._batches import BatchSampler, TensorBatches
+from lit_deep.data._batches import BatchSampler, ResumableLoader, TensorBatches
+from lit_deep.data._rng import get_rng_state, set_rng_state
 from lit_deep.data.augment import RandomShiftFlip
 from lit_deep.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 
@@ -19,6 +21,16 @@ _TRAIN_SIZE = 60_000
 # Near-constant border pixels have a per-pixel std of ~4e-4; dividing by it would turn one grey level into
 # thousands of standard deviations. The std is floored at one grey level (1/255).
 _STD_FLOOR = 1.0 / 255.0
+
+
+def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """A ValueError naming the argument unless ``value`` is an int (not a bool) in ``minimum..maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        bound = "non-negative" if maximum is None and minimum == 0 else bound
+        raise ValueError(f"{name}: must be {bound}, got {value}")
 
 
 class FashionMNISTDataModule(pl.LightningDataModule):
@@ -40,6 +52,12 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     Validation and test batches keep the files' order; training batches are reshuffled every epoch with
     ``seed + epoch``. Under DDP every rank takes its own shard; evaluation shards are unpadded, so
     validation and test metrics count every image exactly once.
+
+    Resuming is exact: checkpoints hold the training loader's position (Lightning's stateful-dataloader
+    protocol, and the DataModule's own state as a fallback), the augmentation's generator and the process's
+    random generators (torch, NumPy, ``random``), restored when Lightning restores the DataModule; so a run
+    stopped at an epoch boundary or in the middle of an epoch and resumed with ``ckpt_path`` draws the same
+    batches and dropout masks as an uninterrupted run.
 
     Args:
         data_dir: a folder with the four IDX files (see :func:`~lit_deep.data.load_fashion_mnist`).
@@ -92,22 +110,25 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+        if isinstance(b_classes, (str, bytes)) or not isinstance(b_classes, Sequence):
+            raise ValueError(f"b_classes: expected two class indices in 0..9, got {b_classes!r}")
         b_classes = tuple(b_classes)
-        if len(b_classes) != 2 or not all(isinstance(c, int) and 0 <= c < len(CLASS_NAMES) for c in b_classes):
+        valid = all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < len(CLASS_NAMES) for c in b_classes)
+        if len(b_classes) != 2 or not valid:
             raise ValueError(f"b_classes: expected two class indices in 0..9, got {b_classes!r}")
         if b_classes[0] == b_classes[1]:
             raise ValueError(f"b_classes: the two classes overlap, got {b_classes!r}")
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise ValueError(f"{name}: must be at least 1, got {value}")
-        if not 0 < val_size < _TRAIN_SIZE:
-            raise ValueError(f"val_size: must be between 1 and {_TRAIN_SIZE - 1}, got {val_size}")
-        if train_size is not None and train_size < 1:
-            raise ValueError(f"train_size: must be at least 1, got {train_size}")
-        if b_train_size < 1:
-            raise ValueError(f"b_train_size: must be at least 1, got {b_train_size}")
-        if max_shift < 0:
-            raise ValueError(f"max_shift: must be non-negative, got {max_shift}")
+        _check_int("batch_size", batch_size, 1)
+        _check_int("eval_batch_size", eval_batch_size, 1)
+        _check_int("val_size", val_size, 1, _TRAIN_SIZE - 1)
+        if train_size is not None:
+            _check_int("train_size", train_size, 1)
+        _check_int("b_train_size", b_train_size, 1)
+        _check_int("max_shift", max_shift, 0)
+        _check_int("seed", seed, 0)
+        for name, flag in (("standardize", standardize), ("augment", augment)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}: must be true or false, got {flag!r}")
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.task = task
@@ -126,6 +147,9 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
+        self._train_sampler: BatchSampler | None = None
+        self._pending_order: dict[str, Any] | None = None  # a checkpoint's training position, for the next loader
+        self._augment_state: torch.Tensor | None = None  # a checkpoint's augmentation generator, for setup()
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -194,6 +218,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
                 assert self.mean is not None
                 assert self.std is not None
                 transform.fill = (-self.mean / self.std).unsqueeze(0)  # a black pixel, standardised
+            if self._augment_state is not None:
+                transform.generator.set_state(self._augment_state)
             self.train_set.transform = transform
         self.val_set = self._select(images[: self.val_size], labels[: self.val_size])
         test_images, test_labels = load_fashion_mnist("test", self.data_dir)
@@ -209,8 +235,13 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             seed=self.seed,
             even_shards=train,
         )
-        # batch_size=None: the sampler already yields whole batches; no per-item collate.
-        return DataLoader(data, sampler=sampler, batch_size=None, num_workers=0)
+        if not train:  # evaluation loaders stay plain: Lightning re-creates them to wrap their sampler
+            return DataLoader(data, sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator())
+        if self._pending_order is not None:
+            sampler.load_state_dict(self._pending_order)
+            self._pending_order = None
+        self._train_sampler = sampler
+        return ResumableLoader(data, sampler)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches (this rank's shard)."""
@@ -228,11 +259,36 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         """The test split in file order, for prediction."""
         return self._loader(self.test_set, train=False)
 
-    def state_dict(self) -> dict[str, object]:
-        """The statistics used for standardisation (saved in checkpoints)."""
-        return {"mean": self.mean, "std": self.std}
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume exactly.
 
-    def load_state_dict(self, state_dict: dict[str, object]) -> None:
-        """Restore the standardisation statistics."""
-        self.mean = state_dict.get("mean")  # type: ignore[assignment]
-        self.std = state_dict.get("std")  # type: ignore[assignment]
+        The standardisation statistics, the training loader's position, the augmentation's generator and the
+        process's random generators (see :mod:`lit_deep.data._rng`), all plain tensors and numbers.
+        """
+        state: dict[str, Any] = {"mean": self.mean, "std": self.std, "rng": get_rng_state()}
+        if self._train_sampler is not None:
+            state["train_order"] = self._train_sampler.state_dict()
+        transform = self.train_set.transform if self.train_set is not None else None
+        if isinstance(transform, RandomShiftFlip):
+            state["augment"] = transform.generator.get_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (Lightning calls this before training resumes).
+
+        The random generators are set here; the training position is handed to the next training loader (and
+        Lightning hands its own copy to that loader again, which gives the same position).
+        """
+        self.mean = state_dict.get("mean")
+        self.std = state_dict.get("std")
+        if "rng" in state_dict:
+            set_rng_state(state_dict["rng"])
+        self._pending_order = state_dict.get("train_order")
+        if self._train_sampler is not None and self._pending_order is not None:
+            self._train_sampler.load_state_dict(self._pending_order)
+        augment = state_dict.get("augment")
+        if augment is not None:
+            self._augment_state = augment
+            transform = self.train_set.transform if self.train_set is not None else None
+            if isinstance(transform, RandomShiftFlip):
+                transform.generator.set_state(augment)

@@ -1,14 +1,17 @@
 """Locating, verifying and loading the Fashion-MNIST files.
 
-Search order for the four standard files: the ``data_dir`` argument, ``$LIT_DEEP_DATA``, the user cache
-(``~/.cache/lit_deep/fashion-mnist``, or ``$XDG_CACHE_HOME/lit_deep/fashion-mnist``), the Debian/Ubuntu
-package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), and finally a download from the
-dataset's official mirror into the cache. Every file is checked against the SHA-256 of its *decompressed*
+A folder the user names (the ``data_dir`` argument, else ``$LIT_DEEP_DATA``) is used or refused: when it is
+missing, misspelt or lacks a file, the error says so, and no other copy is ever used in its place. Without one,
+the search order is the user cache (``~/.cache/lit_deep/fashion-mnist``, or
+``$XDG_CACHE_HOME/lit_deep/fashion-mnist``), the Debian/Ubuntu package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``), and finally a download from the dataset's official mirror into the
+cache. Every file is checked against the SHA-256 of its *decompressed*
 bytes: the Debian package recompresses the ``.gz`` files, so the published archive checksums do not match.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -19,10 +22,11 @@ import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
+from lit_deep._io import atomic_write
 from lit_deep.data._idx import IDXError, parse_idx, read_idx
 
 __all__ = [
@@ -88,19 +92,37 @@ def cache_dir() -> Path:
     return Path(base) / "lit_deep" / "fashion-mnist"
 
 
-def _candidates(data_dir: str | os.PathLike[str] | None) -> list[tuple[str, Path]]:
-    found = []
+def _explicit_folder(data_dir: str | os.PathLike[str] | None) -> tuple[str, Path] | None:
+    """The folder the user named (``data_dir``, else ``$LIT_DEEP_DATA``) and how it was named, if any."""
     if data_dir is not None:
-        found.append(("data_dir argument", Path(data_dir)))
+        return "data_dir", Path(data_dir)
     if os.environ.get("LIT_DEEP_DATA"):
-        found.append(("$LIT_DEEP_DATA", Path(os.environ["LIT_DEEP_DATA"])))
-    found.append(("user cache", cache_dir()))
-    found.append(("Debian package dataset-fashion-mnist", DEBIAN_DIR))
-    return found
+        return "$LIT_DEEP_DATA", Path(os.environ["LIT_DEEP_DATA"])
+    return None
+
+
+def _check_explicit(label: str, folder: Path, split: str) -> Path:
+    """``folder`` if it holds the split's two files; else a one-line error naming what is wrong and the fix."""
+    fix = f"fix {label} or leave it unset to search the user cache, {DEBIAN_DIR} and the official mirror"
+    if not folder.exists():
+        raise DataNotFoundError(f"{label}: folder {folder} does not exist; {fix}")
+    if not folder.is_dir():
+        raise DataNotFoundError(f"{label}: {folder} is not a folder; {fix}")
+    missing = [name for name in _SPLIT_FILES[split] if not (folder / name).is_file()]
+    if missing:
+        raise DataNotFoundError(
+            f"{label}: {folder} lacks {', '.join(missing)} ({split} split); put the four Fashion-MNIST files "
+            f"there, or {fix}"
+        )
+    return folder
 
 
 def _has_split(folder: Path, split: str) -> bool:
     return all((folder / name).is_file() for name in _SPLIT_FILES[split])
+
+
+def _write_all(payload: bytes, handle: IO[bytes]) -> None:
+    handle.write(payload)
 
 
 def _download(name: str, dest: Path, urlopen: Callable[..., Any] | None = None) -> None:
@@ -123,13 +145,7 @@ def _download(name: str, dest: Path, urlopen: Callable[..., Any] | None = None) 
         if digest != FILES[name]:
             errors.append(f"{url}: SHA-256 of the decompressed data is {digest}, expected {FILES[name]}")
             continue
-        dest.mkdir(parents=True, exist_ok=True)
-        tmp = dest / f".{name}.{os.getpid()}.part"
-        try:
-            tmp.write_bytes(payload)
-            os.replace(tmp, dest / name)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(dest / name, functools.partial(_write_all, payload))  # never a truncated file in the cache
         return
     raise OSError("; ".join(errors))
 
@@ -143,15 +159,16 @@ def locate_fashion_mnist(
 
     Args:
         split: ``"train"`` or ``"test"``.
-        data_dir: a folder to look in first.
-        download: whether to try the official mirror when no copy is found.
+        data_dir: the folder to use (else ``$LIT_DEEP_DATA``); it must hold the split's two files.
+        download: whether to try the official mirror when no folder is named and no copy is found.
 
     Returns:
         The folder that holds the split's images and labels.
 
     Raises:
         ValueError: for an unknown split.
-        DataNotFoundError: when no copy exists and the download failed; the message lists every remedy.
+        DataNotFoundError: when the named folder is missing or incomplete (it is never replaced by another
+            copy), or when no copy exists and the download failed; the message says what to do.
 
     Example::
 
@@ -162,18 +179,23 @@ def locate_fashion_mnist(
         >>> write_idx(folder / "t10k-labels-idx1-ubyte.gz", torch.zeros(1, dtype=torch.uint8))
         >>> locate_fashion_mnist("test", folder) == folder
         True
+        >>> try:
+        ...     locate_fashion_mnist("train", folder)
+        ... except DataNotFoundError as err:
+        ...     print(str(err).split(" (")[0].replace(str(folder), "<folder>"))
+        data_dir: <folder> lacks train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz
     """
     if split not in _SPLIT_FILES:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    explicit = _explicit_folder(data_dir)
+    if explicit is not None:
+        # A folder the user named is used or refused, never silently replaced by another copy.
+        return _check_explicit(*explicit, split)
     tried = []
-    for label, folder in _candidates(data_dir):
+    for label, folder in (("user cache", cache_dir()), ("Debian package dataset-fashion-mnist", DEBIAN_DIR)):
         if _has_split(folder, split):
             return folder
         tried.append(f"{label} ({folder})")
-    if data_dir is not None and Path(data_dir).exists():
-        # A folder given explicitly but incomplete is an error, not a reason to download elsewhere.
-        missing = [n for n in _SPLIT_FILES[split] if not (Path(data_dir) / n).is_file()]
-        raise DataNotFoundError(f"data_dir: {data_dir} exists but lacks {', '.join(missing)}")
     problem = "download disabled"
     if download:
         dest = cache_dir()
@@ -186,12 +208,10 @@ def locate_fashion_mnist(
         except OSError as err:
             problem = f"download failed: {err}"
     raise DataNotFoundError(
-        f"Fashion-MNIST ({split} split) not found. Looked in: {'; '.join(tried)}; {problem}.\n"
-        "Provide the data in one of these ways:\n"
-        "  - apt-get install dataset-fashion-mnist   (Debian/Ubuntu; files land in /usr/share/datasets/fashion-mnist)\n"
-        "  - put the four *-ubyte.gz files in a folder and pass data_dir=... or set LIT_DEEP_DATA\n"
-        f"  - copy them into {cache_dir()}\n"
-        f"  - allow network access to {MIRRORS[0]} for the automatic download"
+        f"Fashion-MNIST ({split} split) not found (looked in: {'; '.join(tried)}; {problem}); provide it: "
+        "apt-get install dataset-fashion-mnist (Debian/Ubuntu, files in /usr/share/datasets/fashion-mnist), "
+        "or put the four *-ubyte.gz files in a folder and pass data_dir=... or set LIT_DEEP_DATA, "
+        f"or copy them into {cache_dir()}, or allow network access to {MIRRORS[0]} for the automatic download"
     )
 
 
@@ -223,7 +243,7 @@ def load_fashion_mnist(
 
     Args:
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
-        data_dir: a folder to look in first (see the module docstring for the search order).
+        data_dir: the folder to use (see the module docstring: a named folder is never replaced by another copy).
         verify: check the SHA-256 of the decompressed files. By default only the files outside ``data_dir``
             are checked, so small generated files can stand in for the real ones in tests.
 

@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from lit_deep._io import save_figure  # noqa: E402
+
 __all__ = ["plot_curves", "plot_lr", "plot_uncertain", "read_metrics"]
 
 
@@ -44,7 +46,7 @@ def plot_curves(log_dirs: dict[str, Path], path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomic: a crash never leaves half a PNG
     plt.close(fig)
     return path
 
@@ -61,7 +63,7 @@ def plot_lr(log_dirs: dict[str, Path], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomic: a crash never leaves half a PNG
     plt.close(fig)
     return path
 
@@ -92,6 +94,6 @@ def plot_uncertain(
         )
     fig.suptitle("Most uncertain test images (MC dropout)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)  # atomic: a crash never leaves half a PNG
     plt.close(fig)
     return path

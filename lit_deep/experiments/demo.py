@@ -10,15 +10,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from lit_deep._io import check_writable, write_json, write_text
 from lit_deep.data import CLASS_NAMES
 from lit_deep.experiments._plots import plot_curves, plot_lr, plot_uncertain
 from lit_deep.experiments.transfer import (
@@ -31,9 +33,16 @@ from lit_deep.experiments.transfer import (
 )
 from lit_deep.uncertainty import reliability_diagram
 
-__all__ = ["main", "parser"]
+__all__ = ["main", "parser", "validate"]
 
 PLOTS = ("curves.png", "learning_rate.png", "reliability.png", "uncertain.png")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises its errors (``lit-deep`` prints them in one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse's own method
+        raise argparse.ArgumentError(None, message)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
         [0, 2]
     """
     defaults = TransferConfig()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="lit-deep demo",
         description="Transfer learning from the zoo: task B (two classes, few images) with the reused backbone of "
         "a pretrained model vs the same net from scratch; MC-dropout uncertainty; plots.",
@@ -94,8 +103,58 @@ def _uncertain_report(run: TransferRun, names: Sequence[str], top: int, output: 
     return "\n".join(lines)
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Check every option before any work (loading, training); a ``ValueError`` names the first bad one.
+
+    Example::
+
+        >>> try:
+        ...     validate(parser().parse_args(["--unfreeze-at", "50", "--epochs", "2"]))
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        --unfreeze-at: 50 is not below --epochs 2
+    """
+    for flag, value, minimum in (
+        ("--seeds", args.seeds, 1),
+        ("--epochs", args.epochs, 1),
+        ("--mc-samples", args.mc_samples, 1),
+        ("--b-train-size", args.b_train_size, 1),
+        ("--num-nodes", args.num_nodes, 1),
+        ("--top", args.top, 0),
+        ("--unfreeze-at", args.unfreeze_at, 0),
+    ):
+        if value < minimum:
+            raise ValueError(f"{flag}: must be at least {minimum}, got {value}")
+    if args.unfreeze_at >= args.epochs:
+        raise ValueError(
+            f"--unfreeze-at: {args.unfreeze_at} is not below --epochs {args.epochs}; the backbone would never be "
+            f"unfrozen: choose an epoch in 0..{args.epochs - 1} (0 trains it from the start)"
+        )
+    if not (math.isfinite(args.max_lr) and args.max_lr > 0):
+        raise ValueError(f"--max-lr: must be a positive number, got {args.max_lr}")
+    negative, positive = args.b_classes
+    if not (0 <= negative < len(CLASS_NAMES) and 0 <= positive < len(CLASS_NAMES)) or negative == positive:
+        raise ValueError(f"--b-classes: expected two different class indices in 0..9, got {negative} {positive}")
+    if not (
+        (args.devices.isdigit() and int(args.devices) > 0)
+        or args.devices in ("auto", "-1")
+        or re.fullmatch(r"\d+(,\d*)+", args.devices)  # device ids as Lightning takes them: 0,1 or 0,
+    ):
+        raise ValueError(f"--devices: expected a count, ids like 0,1, 'auto' or -1, got {args.devices!r}")
+    if "/" not in args.source_model:  # a zoo name (a Hub repo id owner/name is checked when it is downloaded)
+        from lit_deep import zoo
+
+        if args.source_model not in zoo.list_models():
+            known = ", ".join(zoo.list_models())
+            raise ValueError(f"--source-model: no zoo model {args.source_model!r}; choose one of {known}")
+    check_writable(args.output, "--output")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns 0.
+
+    Raises:
+        ValueError: for a bad option, before any work (``lit-deep demo`` prints it in one line, exit code 2).
 
     Example::
 
@@ -108,16 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lit_deep import zoo
 
     args = parser().parse_args(argv)
-    if args.seeds < 1:
-        raise SystemExit(f"--seeds: must be at least 1, got {args.seeds}")
-    if not (
-        (args.devices.isdigit() and int(args.devices) > 0)
-        or args.devices in ("auto", "-1")
-        or re.fullmatch(r"\d+(,\d*)+", args.devices)  # device ids as Lightning takes them: 0,1 or 0,
-    ):
-        raise SystemExit(f"--devices: expected a count, ids like 0,1, 'auto' or -1, got {args.devices!r}")
-    if args.num_nodes < 1:
-        raise SystemExit(f"--num-nodes: must be at least 1, got {args.num_nodes}")
+    validate(args)
     config = TransferConfig(
         source_model=args.source_model,
         b_classes=(args.b_classes[0], args.b_classes[1]),
@@ -130,7 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices: int | str = int(args.devices) if args.devices.lstrip("-").isdigit() else args.devices
     hardware = Hardware(args.accelerator, devices, args.num_nodes, args.strategy)
     output: Path = args.output
-    output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     source = zoo.load(config.source_model)  # under DDP: local rank 0 downloads, the other ranks read its cache
     if _global_rank() == 0:
@@ -157,11 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Wall time: {seconds:.0f} s\n"
     )
     print(report)
-    (output / "report.txt").write_text(report)
+    write_text(output / "report.txt", report)
     results = {"config": asdict(config), "seeds": [r.seed for r in runs], "metrics": [r.metrics for r in runs]}
-    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(output / "results.json", results, indent=2)  # strict JSON (NaN -> null), atomic
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    import sys
+
+    from lit_deep.cli import main as cli_main
+
+    raise SystemExit(cli_main(["demo", *sys.argv[1:]]))  # one-line errors, as `lit-deep demo`

@@ -4,26 +4,73 @@ Every ``self.log`` call costs Lightning a fraction of a millisecond of bookkeepi
 a torchmetrics ``Metric``, whose whole state it walks). For the 300-100 MLP at batch 32, logging the loss on
 every step made the epoch 1.4x longer (2.12 against 1.51 times a hand-written loop, benchmarks/epoch_time.py),
 so the modules log the step loss only where someone reads it and their training metrics once per epoch.
+
+The same call stops a diverging run: a non-finite training loss raises :class:`DivergenceError`, naming the
+step and the likely cause, instead of training on to the end with NaN weights.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 
 import lightning.pytorch as pl
 import torch
 from torchmetrics import Metric
 
-__all__ = ["log_train_epoch_metrics", "log_train_loss"]
+__all__ = ["DivergenceError", "check_finite_loss", "log_train_epoch_metrics", "log_train_loss"]
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite: the run has diverged and is stopped."""
+
+
+def check_finite_loss(module: pl.LightningModule, loss: torch.Tensor, batch_idx: int) -> None:
+    """Raise :class:`DivergenceError` when ``loss`` is NaN or infinite, naming the step and the learning rate.
+
+    A non-finite loss means the weights (or the inputs) already hold NaN/inf; the usual cause is a learning
+    rate that is too high. One scalar check per step (~0.4 us on CPU; a host sync on GPU).
+
+    Example::
+
+        >>> from lit_deep import Classifier
+        >>> from lit_deep.models import MLP
+        >>> clf = Classifier(MLP(input_shape=(4,), hidden=(8,), num_classes=2, seed=0), lr=1e6)
+        >>> check_finite_loss(clf, torch.tensor(0.5), 0)  # finite: nothing happens
+        >>> try:
+        ...     check_finite_loss(clf, torch.tensor(float("nan")), 3)
+        ... except DivergenceError as err:
+        ...     print(str(err).split(" is the likely")[0])
+        training diverged: train_loss is nan at batch 3; the learning rate (lr=1e+06)
+    """
+    # A scalar's .item() costs ~0.4 us on CPU; torch.isfinite(...).all() ~11 us (measured, one thread).
+    if math.isfinite(loss.item()) if loss.numel() == 1 else bool(torch.isfinite(loss).all()):
+        return
+    where, lrs = "", [module.hparams["lr"]] if isinstance(module.hparams.get("lr"), (int, float)) else []
+    try:
+        trainer = module.trainer
+    except RuntimeError:  # not attached to a Trainer (a direct call)
+        pass
+    else:
+        where = f"global step {trainer.global_step}, epoch {trainer.current_epoch}, "
+        lrs = sorted({group["lr"] for opt in trainer.optimizers for group in opt.param_groups})
+    lr = ", ".join(f"{v:g}" for v in lrs) if lrs else "?"
+    raise DivergenceError(
+        f"training diverged: train_loss is {float(loss.detach().float().flatten()[0])} at {where}batch {batch_idx}; "
+        f"the learning rate (lr={lr}) is the likely cause: lower it (or clip gradients, or check the inputs "
+        "for NaN/inf)"
+    )
 
 
 def log_train_loss(module: pl.LightningModule, loss: torch.Tensor, batch_idx: int) -> None:
-    """Log ``train_loss`` on the steps Lightning sends to the loggers and on each epoch's last step.
+    """Stop on a non-finite loss, then log ``train_loss`` on the loggers' steps and each epoch's last step.
 
-    Those are the steps where ``Trainer(log_every_n_steps=n)`` writes, by Lightning's own test (the count of
-    batches that stepped, plus one, divisible by ``n``, or the trainer about to stop), so the loggers see the
-    same rows as with logging on every step; the progress bar and ``trainer.callback_metrics`` show the
-    latest logged value. ``log_every_n_steps=1`` logs every step.
+    The loggers' steps are those where ``Trainer(log_every_n_steps=n)`` writes: ``global_step + 1`` divisible
+    by ``n``, or the trainer about to stop (Lightning's own rule, stated on the public ``global_step``, which
+    counts the same steps for a module with one optimizer and automatic optimisation, as the library's are),
+    so the loggers see the same rows as with logging on every step; the progress bar and
+    ``trainer.callback_metrics`` show the latest logged value. ``log_every_n_steps=1`` logs every step.
+    A NaN or infinite loss raises :class:`DivergenceError` (see :func:`check_finite_loss`).
 
     Example::
 
@@ -37,12 +84,10 @@ def log_train_loss(module: pl.LightningModule, loss: torch.Tensor, batch_idx: in
         >>> "train_loss" in trainer.callback_metrics
         True
     """
+    check_finite_loss(module, loss, batch_idx)
     trainer = module.trainer
-    every: int = getattr(trainer, "log_every_n_steps", 50)  # set by Lightning's logger connector, not declared
-    # Lightning's _LoggerConnector.should_update_logs, on the counter it uses (global_step counts optimizer
-    # steps instead, which differs under manual optimization or with several optimizers).
-    stepped: int = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
-    to_loggers = bool(every) and ((stepped + 1) % every == 0 or trainer.should_stop)
+    every: int = getattr(trainer, "log_every_n_steps", 50)  # set on the Trainer by its logger connector, undeclared
+    to_loggers = bool(every) and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
     if to_loggers or batch_idx + 1 == trainer.num_training_batches:
         module.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
 

@@ -151,6 +151,28 @@ def test_history_survives_resume(tmp_path):
     assert resumed == full
 
 
+def test_two_instances_keep_separate_states_in_a_checkpoint(tmp_path):
+    def fit(root, ckpt_path=None):
+        every_step, hidden_only = LayerStats(every_n_steps=1), LayerStats(every_n_steps=2, modules="backbone.1")
+        ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, filename="{epoch}")
+        trainer = make_trainer(root, [every_step, hidden_only, ckpt], max_epochs=2, enable_checkpointing=True)
+        trainer.fit(classifier(), loader(), ckpt_path=ckpt_path)
+        return every_step.history, hidden_only.history
+
+    full = fit(tmp_path / "full")
+    assert len(full[0]) == 2 * len(full[1])
+    states = torch.load(tmp_path / "ckpt" / "epoch=0.ckpt", weights_only=True)["callbacks"]
+    assert {"LayerStats{'every_n_steps': 1, 'modules': None, 'log_gradients': True}"} < set(states)
+    assert fit(tmp_path / "resumed", tmp_path / "ckpt" / "epoch=0.ckpt") == full
+
+
+def test_a_checkpoint_keyed_by_the_class_name_still_restores_the_history(tmp_path):
+    checkpoint = {"callbacks": {"LayerStats": {"history": [{"step": 0}]}}}
+    stats = LayerStats(every_n_steps=3)
+    stats.on_load_checkpoint(None, None, checkpoint)  # type: ignore[arg-type]  # the hook reads only the dict
+    assert stats.history == [{"step": 0}]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

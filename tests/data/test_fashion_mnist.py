@@ -203,8 +203,9 @@ def test_missing_on_mirror_is_reported(mirror, isolated):
 
 def test_offline_error_lists_every_remedy(tmp_path, isolated):
     with pytest.raises(DataNotFoundError) as info:
-        load_fashion_mnist("train", tmp_path / "does-not-exist")
+        load_fashion_mnist("train")
     message = str(info.value)
+    assert "\n" not in message
     assert "Fashion-MNIST (train split) not found" in message
     assert "download failed" in message
     assert fm.MIRRORS[0] in message
@@ -223,8 +224,43 @@ def test_download_disabled(isolated):
 
 def test_incomplete_data_dir_is_an_error(tiny_fmnist, isolated):
     (tiny_fmnist.path / FILE_NAMES["train"][1]).unlink()
-    with pytest.raises(DataNotFoundError, match=r"data_dir: .* exists but lacks train-labels-idx1-ubyte.gz"):
+    with pytest.raises(DataNotFoundError, match=r"data_dir: .* lacks train-labels-idx1-ubyte.gz \(train split\)"):
         load_fashion_mnist("train", tiny_fmnist.path)
+
+
+@pytest.fixture
+def other_copies(tmp_path, monkeypatch, isolated):
+    """A complete copy in the user cache and in the Debian folder: what a named folder must never fall back to."""
+    write_fake_fmnist(isolated, n_train=11)
+    write_fake_fmnist(tmp_path / "debian", n_train=12)
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
+    return isolated
+
+
+def test_misspelt_data_dir_is_refused_not_replaced(tmp_path, other_copies):
+    assert locate_fashion_mnist("train") == other_copies  # the fallbacks exist ...
+    with pytest.raises(DataNotFoundError, match=r"data_dir: folder .*/typo does not exist; fix data_dir or leave"):
+        load_fashion_mnist("train", tmp_path / "typo")  # ... but a named folder is used or refused
+
+
+def test_data_dir_with_only_the_training_files_is_refused_for_the_test_split(make_fmnist, other_copies):
+    fake = make_fmnist()
+    for name in FILE_NAMES["test"]:
+        (fake.path / name).unlink()
+    assert load_fashion_mnist("train", fake.path)[0].shape[0] == 60
+    with pytest.raises(DataNotFoundError, match=r"lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"):
+        load_fashion_mnist("test", fake.path)
+
+
+def test_misspelt_environment_folder_is_refused(tmp_path, monkeypatch, other_copies):
+    monkeypatch.setenv("LIT_DEEP_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataNotFoundError, match=r"\$LIT_DEEP_DATA: folder .*typo does not exist; fix \$LIT_DEEP_DATA"):
+        locate_fashion_mnist("train")
+
+
+def test_data_dir_that_is_a_file_is_refused(tiny_fmnist, other_copies):
+    with pytest.raises(DataNotFoundError, match=r"data_dir: .*train-images-idx3-ubyte.gz is not a folder"):
+        locate_fashion_mnist("train", tiny_fmnist.path / FILE_NAMES["train"][0])
 
 
 def test_unknown_split(tiny_fmnist):

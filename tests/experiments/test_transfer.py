@@ -98,6 +98,6 @@ def test_demo_runs_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     ],
 )
 def test_demo_rejects_bad_options_before_any_work(argv: list[str], message: str, tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ValueError, match=message):
         demo_main([*argv, "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,311 @@
+"""The table of bad inputs and faults: each gives one clear message naming the argument (and the fix).
+
+``CLI`` rows run ``lit-deep`` in-process and check its exit code and its single stderr line; ``DEMO`` rows run
+``lit-deep demo`` (validation happens before any work); ``API`` rows call the Python API and check the
+exception. Faults (a full disk, an unwritable folder, a diverging run, tampered files) are injected for real
+where possible, else with an ``OSError`` raised at the point of writing.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lit_deep import Classifier
+from lit_deep.callbacks import LayerStats, MaxNorm
+from lit_deep.cli import main
+from lit_deep.data import BatchSampler, DataNotFoundError, FashionMNISTDataModule, IDXError, read_idx
+from lit_deep.data import fashion_mnist as fm
+from lit_deep.data._idx import parse_idx
+from lit_deep.models import MLP
+from lit_deep.modules import DivergenceError
+from tests.conftest import FILE_NAMES, FakeFMNIST, write_fake_fmnist
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "baseline.yaml"
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.logger=false"]
+CLI, DEMO, API = "cli", "demo", "api"
+
+
+def _callbacks(class_path: str, **init_args: Any) -> list[str]:
+    import json
+
+    return ["--trainer.callbacks", json.dumps([{"class_path": class_path, "init_args": init_args}])]
+
+
+def _full_disk_at_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("lit_deep.plugins.torch.save", no_space)
+
+
+def _full_disk_at_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "results.json")
+
+    monkeypatch.setattr("lit_deep.cli.write_json", no_space)
+
+
+def _nan_inputs(data: FakeFMNIST, tmp_path: Path) -> None:
+    import lightning.pytorch as pl
+
+    x = torch.full((8, 1, 28, 28), float("nan"))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(8, dtype=torch.long)), 4)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(Classifier(MLP(hidden=(8,), seed=0)), loader)
+
+
+def _huge_idx(data: FakeFMNIST, tmp_path: Path) -> None:
+    path = tmp_path / "huge.idx"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1) + b"\0" * 64)
+    read_idx(path)
+
+
+def _tampered_cache_file(data: FakeFMNIST, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    write_fake_fmnist(cache, n_train=12)  # not the real files: the checksum must catch them
+    fm._load_verified(cache / FILE_NAMES["train"][0])
+
+
+def _truncated_gzip(data: FakeFMNIST, tmp_path: Path) -> None:
+    path = tmp_path / "t.gz"
+    path.write_bytes(gzip.compress(b"\0\0\x08\x01" + struct.pack(">I", 4) + b"abcd")[:-6])
+    read_idx(path)
+
+
+def _resume_other_batch_size(data: FakeFMNIST, tmp_path: Path) -> None:
+    sampler = BatchSampler(40, 8, shuffle=True)
+    next(iter(sampler))
+    BatchSampler(40, 16, shuffle=True).load_state_dict(sampler.state_dict())
+
+
+def _dm(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    return lambda data, tmp_path: FashionMNISTDataModule(str(data.path), **kwargs)
+
+
+def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
+    for name in FILE_NAMES["test"]:
+        (data.path / name).unlink()
+    fm.load_fashion_mnist("test", data.path)
+
+
+CASES = [
+    # --- the CLI: constructor arguments (LightningCLI's wrapping unwrapped to the constructor's message)
+    pytest.param(CLI, ["--data.init_args.task=C"], "task: expected one of ('full', 'A', 'B'), got 'C'", id="task"),
+    pytest.param(CLI, ["--model.init_args.lr=0"], "lr: must be positive, got 0.0", id="lr-zero"),
+    pytest.param(CLI, ["--model.init_args.lr=-1"], "lr: must be positive, got -1.0", id="lr-negative"),
+    pytest.param(CLI, ["--model.init_args.l2=-1"], "l2: must be non-negative, got -1.0", id="l2"),
+    pytest.param(CLI, ["--model.init_args.optimizer=adamm"], "optimizer: expected one of", id="optimizer"),
+    pytest.param(CLI, ["--model.init_args.mc_samples=-1"], "mc_samples: must be a non-negative", id="mc-samples"),
+    pytest.param(
+        CLI, ["--model.init_args.model.init_args.dropout=-0.5"], "dropout: every rate must be in [0, 1)", id="dropout"
+    ),
+    pytest.param(CLI, ["--data.init_args.batch_size=0"], "batch_size: must be at least 1, got 0", id="batch-0"),
+    pytest.param(
+        CLI,
+        ["--data.init_args.batch_size=2.5"],
+        "--data.init_args.batch_size: expected an int, got 2.5",
+        id="batch-2.5",
+    ),
+    pytest.param(CLI, ["--data.init_args.val_size=0"], "val_size: must be between 1 and 59999", id="val-size"),
+    pytest.param(CLI, ["--data.init_args.b_classes=[5, 5]"], "b_classes: the two classes overlap", id="b-classes"),
+    pytest.param(CLI, ["--data.init_args.b_train_size=0"], "b_train_size: must be at least 1", id="b-train-size"),
+    pytest.param(CLI, ["--data.init_args.max_shift=-1"], "max_shift: must be non-negative", id="max-shift"),
+    pytest.param(CLI, ["--model.init_args.lr=abc"], "--model.init_args.lr: expected a float, got abc", id="lr-text"),
+    pytest.param(CLI, ["--trainer.max_epochz=3"], "unrecognized arguments: --trainer.max_epochz=3", id="typo-flag"),
+    pytest.param(
+        CLI, _callbacks("lit_deep.callbacks.MaxNorm", max_value=-1), "max_value: must be a finite", id="maxnorm"
+    ),
+    pytest.param(
+        CLI,
+        _callbacks("lit_deep.callbacks.LayerStats", every_n_steps=0),
+        "every_n_steps: must be an integer >= 1",
+        id="layerstats",
+    ),
+    # --- the CLI: data, output, checkpoints, divergence, full disk
+    pytest.param(
+        CLI,
+        ["--data.init_args.data_dir=/nonexistent/typo"],
+        "data_dir: folder /nonexistent/typo does not exist; fix data_dir",
+        id="data-dir-typo",
+    ),
+    pytest.param(CLI, ["<file>/out"], "--trainer.default_root_dir: cannot write to", id="output-under-a-file"),
+    pytest.param(CLI, ["<readonly>"], "--trainer.default_root_dir: cannot write to", id="output-read-only"),
+    pytest.param(CLI, ["--ckpt_path=last"], "--ckpt_path last: no last checkpoint in", id="ckpt-last"),
+    pytest.param(CLI, ["--ckpt_path=missing.ckpt"], "--ckpt_path: no checkpoint file missing.ckpt", id="ckpt-file"),
+    pytest.param(
+        CLI,
+        ["--model.init_args.lr=1e6", "--data.init_args.batch_size=4", "--trainer.max_epochs=3"],
+        "training diverged: train_loss is nan at global step",
+        id="diverged-lr",
+    ),
+    pytest.param(
+        CLI,
+        ["<full-disk-checkpoint>"],
+        ".ckpt: No space left on device; choose a writable output folder",
+        id="disk-ckpt",
+    ),
+    pytest.param(CLI, ["<full-disk-results>"], "cannot write results.json: No space left on device", id="disk-results"),
+    # --- the demo: every option checked before any work
+    pytest.param(DEMO, ["--mc-samples", "0"], "--mc-samples: must be at least 1, got 0", id="demo-mc-samples"),
+    pytest.param(DEMO, ["--epochs", "0"], "--epochs: must be at least 1, got 0", id="demo-epochs"),
+    pytest.param(
+        DEMO, ["--unfreeze-at", "50", "--epochs", "2"], "--unfreeze-at: 50 is not below --epochs 2", id="demo-unfreeze"
+    ),
+    pytest.param(
+        DEMO, ["--source-model", "nope"], "--source-model: no zoo model 'nope'; choose one of", id="demo-model"
+    ),
+    pytest.param(DEMO, ["--seeds", "0"], "--seeds: must be at least 1, got 0", id="demo-seeds"),
+    pytest.param(
+        DEMO, ["--b-classes", "5", "5"], "--b-classes: expected two different class indices", id="demo-b-same"
+    ),
+    pytest.param(DEMO, ["--b-classes", "5", "12"], "--b-classes: expected two different class indices", id="demo-b-12"),
+    pytest.param(DEMO, ["--max-lr", "0"], "--max-lr: must be a positive number, got 0.0", id="demo-max-lr"),
+    pytest.param(DEMO, ["--max-lr", "nan"], "--max-lr: must be a positive number, got nan", id="demo-max-lr-nan"),
+    pytest.param(DEMO, ["--b-train-size", "0"], "--b-train-size: must be at least 1, got 0", id="demo-b-train"),
+    pytest.param(DEMO, ["--top", "-1"], "--top: must be at least 0, got -1", id="demo-top"),
+    pytest.param(DEMO, ["--devices", "two"], "--devices: expected a count, ids like 0,1", id="demo-devices"),
+    pytest.param(DEMO, ["--num-nodes", "0"], "--num-nodes: must be at least 1, got 0", id="demo-nodes"),
+    pytest.param(DEMO, ["--output", "<file>/out"], "--output: cannot write to", id="demo-output"),
+    pytest.param(DEMO, ["--epochs", "many"], "argument --epochs: invalid int value: 'many'", id="demo-epochs-text"),
+    # --- the Python API
+    pytest.param(
+        API,
+        _dm(b_classes=(True, False)),
+        "b_classes: expected two class indices in 0..9, got (True, False)",
+        id="api-b-bool",
+    ),
+    pytest.param(API, _dm(batch_size=2.5), "batch_size: must be an integer, got 2.5 (float)", id="api-batch-float"),
+    pytest.param(API, _dm(val_size=2.5), "val_size: must be an integer, got 2.5 (float)", id="api-val-float"),
+    pytest.param(
+        API, _dm(eval_batch_size="8"), "eval_batch_size: must be an integer, got '8' (str)", id="api-eval-str"
+    ),
+    pytest.param(API, _dm(b_classes="56"), "b_classes: expected two class indices in 0..9, got '56'", id="api-b-str"),
+    pytest.param(API, _dm(seed=-1), "seed: must be non-negative, got -1", id="api-seed"),
+    pytest.param(API, _dm(standardize="yes"), "standardize: must be true or false, got 'yes'", id="api-standardize"),
+    pytest.param(API, _dm(train_size=0), "train_size: must be at least 1, got 0", id="api-train-size"),
+    pytest.param(
+        API,
+        _huge_idx,
+        "huge.idx: file is truncated: dimensions (4294967295, 4294967295, 4294967295) need",
+        id="idx-huge",
+    ),
+    pytest.param(
+        API, lambda d, t: parse_idx(b"\x01\x00\x08\x01", "bad.idx"), "bad.idx: bad magic number", id="idx-magic"
+    ),
+    pytest.param(API, _truncated_gzip, "t.gz: the gzip stream is truncated or corrupted", id="idx-gzip"),
+    pytest.param(
+        API, _tampered_cache_file, "train-images-idx3-ubyte.gz: SHA-256 of the decompressed data is", id="cache-sha"
+    ),
+    pytest.param(
+        API,
+        _missing_test_split,
+        "lacks t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz (test split)",
+        id="data-dir-partial",
+    ),
+    pytest.param(
+        API, lambda d, t: fm.locate_fashion_mnist("valid", d.path), "split: expected 'train' or 'test'", id="split"
+    ),
+    pytest.param(
+        API, _resume_other_batch_size, "batch_size: the checkpoint stopped in the middle of epoch 0", id="resume-batch"
+    ),
+    pytest.param(
+        API, lambda d, t: LayerStats(every_n_steps=0), "every_n_steps: must be an integer >= 1", id="api-layerstats"
+    ),
+    pytest.param(API, lambda d, t: MaxNorm(max_value=-1.0), "max_value: must be a finite number > 0", id="api-maxnorm"),
+    pytest.param(
+        API, _nan_inputs, "training diverged: train_loss is nan at global step 0, epoch 0, batch 0", id="nan-inputs"
+    ),
+]
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeFMNIST:
+    monkeypatch.setattr(sys, "argv", ["lit-deep"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LIT_DEEP_DATA", raising=False)
+    monkeypatch.delenv("LIT_DEEP_DEBUG", raising=False)
+    return write_fake_fmnist(tmp_path / "fmnist", n_train=42, n_test=8)
+
+
+def _substitute(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    out = []
+    for arg in args:
+        if arg.startswith("<file>"):
+            blocker = tmp_path / "a-file"
+            blocker.write_text("")
+            arg = str(blocker) + arg[len("<file>") :]
+            out += ["--trainer.default_root_dir", arg] if len(args) == 1 else [arg]
+        elif arg == "<readonly>":
+            folder = tmp_path / "read-only"
+            folder.mkdir()
+
+            def read_only(self: Path, *a: Any, **k: Any) -> None:
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+            monkeypatch.setattr(Path, "write_bytes", read_only)  # root ignores chmod: inject the refusal
+            out += ["--trainer.default_root_dir", str(folder)]
+        elif arg == "<full-disk-checkpoint>":
+            _full_disk_at_checkpoint(monkeypatch)
+        elif arg == "<full-disk-results>":
+            _full_disk_at_results(monkeypatch)
+        else:
+            out.append(arg)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "args", "fragment"), CASES)
+def test_bad_input_gives_one_clear_message(
+    kind: str, args: Any, fragment: str, data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    if kind == API:
+        with pytest.raises((ValueError, DataNotFoundError, IDXError, DivergenceError)) as info:
+            args(data, tmp_path)
+        assert fragment in str(info.value)
+        assert "\n" not in str(info.value)
+        return
+    if kind == DEMO:
+        argv = ["demo", *_substitute(args, tmp_path, monkeypatch)]
+        if "--output" not in argv:
+            argv += ["--output", str(tmp_path / "demo")]
+    else:
+        argv = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path / 'run'}"]
+        argv += [f"--data.init_args.data_dir={data.path}", "--data.init_args.val_size=10", "--test_after_fit=false"]
+        argv += ["--trainer.max_epochs=1", *QUIET, *_substitute(args, tmp_path, monkeypatch)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("lit-deep: error:")]
+    assert len(lines) == 1, err
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert code == (1 if "diverged" in fragment else 2)
+
+
+def test_the_table_has_at_least_forty_rows() -> None:
+    assert len(CASES) >= 40
+
+
+def test_debug_shows_the_traceback(data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIT_DEEP_DEBUG", "1")
+    with pytest.raises(ValueError, match="--epochs: must be at least 1, got 0"):
+        main(["demo", "--epochs", "0"])
+
+
+def test_a_failed_checkpoint_write_leaves_no_file_under_the_final_name(data, tmp_path, monkeypatch, capsys) -> None:
+    argv = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.max_epochs=2"]
+    argv += [f"--data.init_args.data_dir={data.path}", "--data.init_args.val_size=10", "--test_after_fit=false", *QUIET]
+    assert main(argv) == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    before = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+    assert "last.ckpt" in before
+    _full_disk_at_checkpoint(monkeypatch)
+    assert main([*argv, "--trainer.max_epochs=3", "--ckpt_path=last"]) == 2
+    assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before  # no truncated file, no temp file
