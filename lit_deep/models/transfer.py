@@ -138,7 +138,7 @@ def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
     try:
         model = build(description, {k: tuple(v.shape) for k, v in weights.items()}, f"the weights in {path}")
     except DescriptionError as err:
-        raise DescriptionError(f"checkpoint {path!r}: {err}") from err
+        raise DescriptionError(f"checkpoint {path!r}: {err}") from None  # the context is in the message
     model.load_state_dict(weights, strict=True)
     return model
 

@@ -66,7 +66,7 @@ def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> Non
         expected = {k.removeprefix("model."): tuple(v.shape) for k, v in weights.items() if k.startswith("model.")}
         build(description, expected, f"the weights in {os.fspath(checkpoint_path)}") if expected else None
     except DescriptionError as err:
-        raise DescriptionError(f"{where}: {err}") from err
+        raise DescriptionError(f"{where}: {err}") from None  # the context is in the message
 
 
 def _imported_module_class(path: Any) -> bool:

@@ -193,7 +193,7 @@ def load(
         model = build(description, _header_shapes(weights), f"model.safetensors of {ref.repo_id}@{rev}")
         model.load_state_dict(load_file(weights), strict=True)
     except DescriptionError as err:
-        raise DescriptionError(f"{ref.name}: {err}") from err
+        raise DescriptionError(f"{ref.name}: {err}") from None  # the context is in the message
     except (SafetensorError, RuntimeError) as err:
         raise ValueError(
             f"{ref.name}: model.safetensors from the {fetched.source} does not fit config.json: {err}"
