@@ -117,7 +117,9 @@ class FreezeUnfreeze(Callback):
         if bn not in _BN_MODES:
             raise ValueError(f"bn: expected one of {_BN_MODES}, got {bn!r}")
         self.bn = bn
-        self._frozen: dict[str, nn.Parameter] = {}  # every parameter frozen at the start (and trainable before), by name
+        self._frozen: dict[
+            str, nn.Parameter
+        ] = {}  # every parameter frozen at the start (and trainable before), by name
         self._unfreezes: dict[int, dict[str, nn.Parameter]] = {}  # milestone epoch -> parameters it unfreezes
         self._bn_layers: dict[str, nn.Module] = {}  # BatchNorm layers inside `modules`
         self._done: set[int] = set()  # milestones applied
@@ -266,6 +268,7 @@ class FreezeUnfreeze(Callback):
 
     def _check_optimizers(self, optimizers: list[Optimizer]) -> None:
         held = {id(p) for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]}
+        ours = {id(p) for p in self._frozen.values()}
         for epoch, params in self._unfreezes.items():
             missing = [name for name, p in params.items() if id(p) not in held]
             if missing:
@@ -278,7 +281,12 @@ class FreezeUnfreeze(Callback):
                 continue
             ids = {id(p) for p in params.values()}
             for optimizer in optimizers:
-                group = mixed_group(optimizer.param_groups, ids)
+                # Parameters the user froze for good never get a gradient: sharing a group with them is harmless.
+                groups = [
+                    {**g, "params": [p for p in g["params"] if id(p) in ours or p.requires_grad]}
+                    for g in optimizer.param_groups
+                ]
+                group = mixed_group(groups, ids)
                 if group is not None:
                     raise ValueError(
                         f"lr_factor: {self.lr_factors[epoch]} needs the parameters unfrozen at epoch {epoch} "

@@ -78,7 +78,8 @@ SCRIPT = textwrap.dedent(
 
     def trainer(callbacks, max_epochs=EPOCHS, checkpoints=None):
         if checkpoints is not None:
-            callbacks = [*callbacks, ModelCheckpoint(checkpoints, "{epoch}", save_top_k=-1, save_on_train_epoch_end=True)]
+            save = ModelCheckpoint(checkpoints, "{epoch}", save_top_k=-1, save_on_train_epoch_end=True)
+            callbacks = [*callbacks, save]
         return pl.Trainer(
             accelerator="cpu", devices=2, strategy="ddp", max_epochs=max_epochs, callbacks=callbacks,
             logger=False, enable_checkpointing=checkpoints is not None, enable_progress_bar=False,
@@ -88,7 +89,8 @@ SCRIPT = textwrap.dedent(
 
     def fit_mlp(tag, extra=(), ckpt_path=None):
         torch.manual_seed(0)
-        clf = Classifier(MLP(hidden=(32, 16), batch_norm="after", seed=0), optimizer="adamw", lr=0.01, weight_decay=0.01)
+        model = MLP(hidden=(32, 16), batch_norm="after", seed=0)
+        clf = Classifier(model, optimizer="adamw", lr=0.01, weight_decay=0.01)
         freeze = FreezeUnfreeze("backbone", unfreeze_at_epoch=MILESTONES, lr_factor=FACTORS)
         checkpoints = OUT / "ckpt" if tag == "killed" else None
         fit = trainer([freeze, *extra, Record(tag)], checkpoints=checkpoints)
@@ -160,7 +162,12 @@ def test_demo_transformer_with_its_embedding_frozen(runs):
 def test_gradual_unfreezing_keeps_ranks_bitwise_equal_with_rates_per_milestone(runs):
     ranks = runs["reference"]
     assert ranks[0]["epoch0"]["frozen"] == sorted(n for n in ranks[0]["final"] if n.startswith("backbone."))
-    assert ranks[0]["epoch1"]["frozen"] == ["backbone.1.bias", "backbone.1.weight", "backbone.3.bias", "backbone.3.weight"]
+    assert ranks[0]["epoch1"]["frozen"] == [
+        "backbone.1.bias",
+        "backbone.1.weight",
+        "backbone.3.bias",
+        "backbone.3.weight",
+    ]
     assert ranks[0]["epoch2"]["frozen"] == []
     lrs = dict(ranks[0]["epoch3"]["lrs"])
     assert lrs["backbone.[4-6]"] == pytest.approx(lrs["head"] * 0.1)
