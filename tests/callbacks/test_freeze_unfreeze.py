@@ -360,6 +360,45 @@ def test_frozen_parameters_do_not_require_gradients_and_are_restored_after_fit(t
     assert all(p.requires_grad for p in clf.parameters())
 
 
+class SavedBytes(Callback):
+    """The bytes of the non-parameter tensors autograd saves for backward in the first training step."""
+
+    def __init__(self):
+        self.saved = {}
+        self.hooks = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        params = {p.untyped_storage().data_ptr() for p in pl_module.parameters()}
+
+        def pack(tensor):
+            if tensor.untyped_storage().data_ptr() not in params:
+                self.saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor)
+            self.hooks.__enter__()
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        if self.hooks is not None:
+            self.hooks.__exit__(None, None, None)
+            self.hooks = None
+
+
+def test_autograd_keeps_no_activations_for_the_frozen_layers(tmp_path):
+    def saved(callbacks):
+        meter = SavedBytes()
+        clf = classifier(model=tiny_mlp(hidden=(64, 64)))
+        make_trainer(tmp_path, [*callbacks, meter], max_epochs=1).fit(clf, loader())
+        return sum(meter.saved.values())
+
+    full, frozen = saved([]), saved([FreezeUnfreeze(unfreeze_at_epoch=None)])
+    # Frozen: the head (64 -> 3) keeps its input, 8 x 64 floats, and the loss a few small tensors. Without
+    # freezing, autograd also keeps the first hidden activation (8 x 64) and the input batch (8 x 16).
+    assert frozen < 8 * 64 * 4 + 512
+    assert full >= frozen + 8 * 64 * 4 + 8 * 16 * 4
+
+
 def test_frozen_modules_need_not_come_first(tmp_path):
     clf = classifier(optimizer="sgd", lr=0.1)
     initial = snapshot(clf.model)
