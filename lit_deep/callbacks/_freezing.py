@@ -99,7 +99,8 @@ def check_strategy(trainer: pl.Trainer) -> None:
 
     Example::
 
-        >>> check_strategy(pl.Trainer(accelerator="cpu", devices=1, logger=False))  # single device: fine
+        >>> check_strategy(pl.Trainer(accelerator="cpu", devices=1, logger=False)) is None  # single device: fine
+        True
     """
     strategy = trainer.strategy
     if isinstance(strategy, ParallelStrategy) and not isinstance(strategy, DDPStrategy):
