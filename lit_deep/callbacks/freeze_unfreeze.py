@@ -1,8 +1,7 @@
-"""Freeze reused layers, then unfreeze them at a lower learning rate: the book's transfer recipe, DDP-safe."""
+"""Freeze reused layers, then unfreeze them at lower learning rates: the book's transfer recipe, DDP-safe."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
 from lit_deep.callbacks._helpers import (
     BATCH_NORMS,
     as_patterns,
@@ -26,70 +26,62 @@ from lit_deep.callbacks._helpers import (
 __all__ = ["FreezeUnfreeze"]
 
 _BN_MODES = ("eval", "train")
-Milestones = Mapping[int, str | Sequence[str]]
-
-
-def _milestones(unfreeze_at_epoch: int | Milestones | None, modules: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
-    if unfreeze_at_epoch is None:
-        return {}
-    items = (
-        list(unfreeze_at_epoch.items()) if isinstance(unfreeze_at_epoch, Mapping) else [(unfreeze_at_epoch, modules)]
-    )
-    if not items:
-        raise ValueError("unfreeze_at_epoch: empty milestones {}; use None to keep the modules frozen")
-    for epoch, _ in items:
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"unfreeze_at_epoch: epochs must be integers >= 0, got {epoch!r}")
-    epochs = [epoch for epoch, _ in items]
-    if epochs != sorted(epochs):
-        raise ValueError(f"unfreeze_at_epoch: milestones out of order, epochs {epochs} must increase")
-    return {epoch: as_patterns(names, "unfreeze_at_epoch") for epoch, names in items}
 
 
 class FreezeUnfreeze(Callback):
-    """Train with ``modules`` frozen, then unfreeze them (at once or top down) with a lower learning rate.
+    """Train with ``modules`` frozen, then unfreeze them (at once or top down) at lower learning rates.
 
     The book's transfer recipe: reuse a pretrained model's lower layers, train the new head while they are
     frozen (a random head's large gradients would wreck them), then unfreeze and continue at a lower rate.
 
-    **Frozen, and still correct under DDP.** Parameters are never switched to ``requires_grad=False``: DDP only
-    synchronises the parameters that required gradients when it wrapped the model, so flipping the flag later
-    lets replicas diverge (Lightning's ``BaseFinetuning``, issue #20340). Every parameter stays trainable; while
-    frozen, its gradient is dropped (set to ``None``) in ``on_before_optimizer_step``, after DDP's all-reduce.
-    The optimizer then skips it: no update, no weight decay, no momentum or Adam state, so it stays bitwise
-    unchanged. The price is the backward pass through frozen layers.
+    **Real freezing, replicas kept equal.** In ``setup``, before the strategy wraps the model, the frozen
+    parameters get ``requires_grad=False`` (Keras's ``trainable=False``): autograd neither computes their
+    gradients nor keeps activations only they need, and the optimizer skips them (no update, no weight decay, no
+    state). At a milestone they get ``requires_grad=True`` again. DDP all-reduces only the parameters that
+    required gradients when it was built, so flipping the flag under a live wrapper lets replicas diverge
+    (Lightning's ``BaseFinetuning``, issue #20340); here the strategy builds a new wrapper at each milestone
+    (``DDPStrategy.configure_ddp``), so every rank stays bitwise equal. Other parallel strategies (FSDP,
+    DeepSpeed) are refused when there are milestones. When fit ends the parameters it froze are trainable again.
 
     **BatchNorm.** ``bn="eval"`` (Keras's semantics for frozen layers) puts frozen BatchNorm layers in inference
     mode at every training batch: they normalise with, and do not update, their running statistics.
     ``bn="train"`` (Lightning's ``train_bn=False``) keeps batch statistics: the running statistics keep moving
-    (per rank under DDP) while the affine parameters stay frozen. Dropout in frozen layers stays active.
+    (DDP broadcasts rank 0's at each step) while the affine parameters stay frozen. Dropout in frozen layers
+    stays active.
 
-    **Learning rate.** At the unfreezing epoch the newly trainable parameters' groups get the current rate of the
-    ``"head"`` group (else the first never-frozen group) times ``lr_factor``, once; the schedule then carries
-    on: the group's ``lr_scale`` is set for lit_deep's schedules, ``ReduceLROnPlateau`` and the chainable
-    PyTorch schedulers multiply the new rate, and closed-form PyTorch schedulers (``LambdaLR``, ``OneCycleLR``,
-    ``CyclicLR``, ...) get their base rates for that group scaled. This needs the unfrozen parameters in groups
-    of their own: ``Classifier`` makes them (this callback fills its ``param_group_splits`` in ``setup``, so a
-    milestone ``"backbone.3"`` becomes the groups ``backbone.3`` and ``backbone.3_no_decay``); for another
-    LightningModule, group them in ``configure_optimizers`` or use ``lr_factor=1.0`` (rates left alone).
+    **Learning rates.** At a milestone, the groups of the parameters it unfreezes get the current rate of the
+    ``"head"`` group (else the first never-frozen group) times that milestone's factor, once: a number applies to
+    every milestone, ``{epoch: factor}`` gives each its own (fastai's discriminative rates, e.g.
+    ``{4: 0.1, 8: 0.01}``). The schedule then carries on: the group's ``lr_scale`` is set for lit_deep's
+    schedules, ``ReduceLROnPlateau`` and the chainable PyTorch schedulers multiply the new rate, and closed-form
+    PyTorch schedulers (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``, ...) get their base rates for that group
+    scaled. This needs the unfrozen parameters in groups of their own: ``Classifier`` makes them (this callback
+    fills its ``param_group_splits`` in ``setup``, so a milestone ``"backbone.3"`` becomes the groups
+    ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule, group them in
+    ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters too (build
+    it over ``self.parameters()``, not only those that require gradients); an optimizer without them is refused.
 
-    Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``),
-    else to the LightningModule; a name selects a module with its descendants; glob patterns (``fnmatch``)
-    work too. The state (the milestones already applied) is saved in checkpoints: resuming after unfreezing does
-    not freeze again. Lightning's ``LearningRateFinder`` may run in the same fit (it runs without the other
-    callbacks, so its range test trains every layer, and restores the model afterwards).
+    Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``,
+    Lightning's demo ``LightningTransformer``), else to the LightningModule, and must exist by ``setup`` (not
+    only after ``configure_model``); a name selects a module with its descendants; glob patterns (``fnmatch``)
+    work too; the frozen modules need not come first in the network. The milestones already applied are saved in
+    checkpoints under :attr:`state_key`, so two instances keep their own state and resuming after unfreezing does
+    not freeze again. Lightning's ``LearningRateFinder`` may run in the same fit: it runs without the other
+    callbacks, so its range test trains what is trainable at fit start (the head), and restores the model.
 
     Args:
         modules: the layers to freeze: a name (``"backbone"``), a pattern (``"backbone.*"``) or a list.
         unfreeze_at_epoch: the epoch at whose start ``modules`` are unfrozen; ``None`` never unfreezes; or
             milestones ``{epoch: names}`` that unfreeze gradually, top down (``{4: "backbone.3", 8: "backbone"}``):
             each unfreezes what it selects that is still frozen.
-        lr_factor: the unfrozen groups' rate relative to the head's (the book lowers it), > 0.
+        lr_factor: the unfrozen groups' rate relative to the head's (the book lowers it), > 0; or one factor per
+            milestone, ``{epoch: factor}`` with exactly the milestones' epochs.
         bn: ``"eval"`` or ``"train"``: the mode of frozen BatchNorm layers.
 
     Raises:
         ValueError: for a bad argument; at fit start for a name or pattern matching nothing, freezing every
-            parameter, or a milestone that unfreezes nothing new (milestones out of order).
+            parameter, a milestone that unfreezes nothing new (milestones out of order), unfrozen parameters
+            missing from the optimizer, or milestones under a parallel strategy other than DDP.
 
     Example::
 
@@ -114,24 +106,44 @@ class FreezeUnfreeze(Callback):
         self,
         modules: str | Sequence[str] = "backbone",
         unfreeze_at_epoch: int | Milestones | None = 4,
-        lr_factor: float = 0.1,
+        lr_factor: float | Mapping[int, float] = 0.1,
         bn: str = "eval",
     ) -> None:
         super().__init__()
         self.modules = as_patterns(modules, "modules")
-        self.milestones = _milestones(unfreeze_at_epoch, self.modules)
-        if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) or not 0 < lr_factor < math.inf:
-            raise ValueError(f"lr_factor: must be a finite number > 0, got {lr_factor!r}")
-        self.lr_factor = float(lr_factor)
+        self.milestones = milestones(unfreeze_at_epoch, self.modules)
+        self.lr_factors = lr_factors(lr_factor, list(self.milestones))
+        self.lr_factor = lr_factor if isinstance(lr_factor, Mapping) else float(lr_factor)
         if bn not in _BN_MODES:
             raise ValueError(f"bn: expected one of {_BN_MODES}, got {bn!r}")
         self.bn = bn
-        self._frozen: dict[str, nn.Parameter] = {}  # every parameter frozen at the start, by name
+        self._frozen: dict[
+            str, nn.Parameter
+        ] = {}  # every parameter frozen at the start (and trainable before), by name
         self._unfreezes: dict[int, dict[str, nn.Parameter]] = {}  # milestone epoch -> parameters it unfreezes
         self._bn_layers: dict[str, nn.Module] = {}  # BatchNorm layers inside `modules`
         self._done: set[int] = set()  # milestones applied
+        self._wrapped_with: frozenset[int] | None = None  # the milestones applied when the DDP wrapper was built
         self._frozen_now: list[nn.Parameter] = []
         self._frozen_bn_now: list[nn.Module] = []
+
+    @property
+    @override
+    def state_key(self) -> str:
+        """The checkpoint key: the class name and what it freezes and when (Lightning's ``Callback.state_key``).
+
+        ``lr_factor`` and ``bn`` are left out: changing them for a resumed run keeps the saved state.
+
+        Example::
+
+            >>> FreezeUnfreeze("backbone", unfreeze_at_epoch={2: "backbone.3", 4: "backbone"}).state_key
+            "FreezeUnfreeze{'modules': ['backbone'], 'unfreeze_at_epoch': {2: ['backbone.3'], 4: ['backbone']}}"
+        """
+        config = {
+            "modules": list(self.modules),
+            "unfreeze_at_epoch": {epoch: list(patterns) for epoch, patterns in self.milestones.items()},
+        }
+        return f"{type(self).__qualname__}{config!r}"
 
     @property
     def frozen_parameters(self) -> list[str]:
@@ -149,32 +161,43 @@ class FreezeUnfreeze(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        if self.milestones:
+            check_strategy(trainer)
         root = resolve_root(pl_module)
-        self._frozen = select_parameters(root, self.modules, "modules")
+        # Parameters the user froze before fit are not ours: they stay frozen and are never unfrozen.
+        self._frozen = {n: p for n, p in select_parameters(root, self.modules, "modules").items() if p.requires_grad}
         frozen_ids = {id(p) for p in self._frozen.values()}
-        if all(id(p) in frozen_ids for p in pl_module.parameters()):
+        if not any(p.requires_grad and id(p) not in frozen_ids for p in pl_module.parameters()):
             raise ValueError(f"modules: {list(self.modules)} freezes every parameter of the model; nothing would train")
         self._unfreezes = self._resolve_milestones(root)
-        self._bn_layers = {
-            name: m for name, m in root.named_modules() if isinstance(m, BATCH_NORMS) and matches(name, self.modules)
-        }
         splits = getattr(pl_module, "param_group_splits", None)
         if isinstance(splits, dict):  # Classifier: each milestone gets groups of its own (setup precedes optimizers)
             for epoch, params in self._unfreezes.items():
                 splits[",".join(self.milestones[epoch])] = list(params)
-        self._refresh()
+        self._wrapped_with = None
+        self._refresh()  # before the strategy wraps the model: DDP will skip the frozen parameters
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._wrapped_with = frozenset(self._done)  # the strategy has built its wrapper by now
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._refresh()  # after a checkpoint's state was loaded
-        if self.lr_factor != 1.0:
-            self._check_groups(trainer.optimizers)
+        # After a checkpoint's state was loaded and after the strategy converted layers (SyncBatchNorm).
+        root = resolve_root(pl_module)
+        self._bn_layers = {
+            name: m for name, m in root.named_modules() if isinstance(m, BATCH_NORMS) and matches(name, self.modules)
+        }
+        self._refresh()
+        self._sync_wrapper(trainer)
+        self._check_optimizers(trainer.optimizers)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for epoch in self.milestones:
             if epoch <= trainer.current_epoch and epoch not in self._done:
                 self._unfreeze(trainer, pl_module, epoch)
+        self._sync_wrapper(trainer)
 
     @override
     def on_train_batch_start(
@@ -186,12 +209,10 @@ class FreezeUnfreeze(Callback):
                 layer.train(False)
 
     @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Optimizer
-    ) -> None:
-        # Gradients are final here (after accumulation and DDP's all-reduce); the optimizer skips grad-less params.
-        for param in self._frozen_now:
-            param.grad = None
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # leave the model as fit found it
+            for param in self._frozen.values():
+                param.requires_grad_(True)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -199,8 +220,19 @@ class FreezeUnfreeze(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning loads callback states after `setup` and, for DDP, before it wraps the model.
         self._done = set(state_dict.get("unfrozen_at", []))
         self._refresh()
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Checkpoints written before `state_key` held the configuration keep the state under the class name.
+        states = checkpoint.get("callbacks", {})
+        legacy = states.get(type(self).__qualname__)
+        if self.state_key not in states and isinstance(legacy, dict):
+            self.load_state_dict(legacy)
 
     # ----------------------------------------------------------------- helpers
     def _resolve_milestones(self, root: nn.Module) -> dict[int, dict[str, nn.Parameter]]:
@@ -219,21 +251,45 @@ class FreezeUnfreeze(Callback):
         return result
 
     def _refresh(self) -> None:
+        """Derive what is frozen now from the milestones applied, and set ``requires_grad`` to match."""
         unfrozen = {name for epoch in self._done for name in self._unfreezes.get(epoch, {})}
         self._frozen_now = [p for name, p in self._frozen.items() if name not in unfrozen]
+        frozen_ids = {id(p) for p in self._frozen_now}
+        for param in self._frozen.values():
+            param.requires_grad_(id(param) not in frozen_ids)
         done_patterns = [pattern for epoch in self._done for pattern in self.milestones.get(epoch, ())]
         self._frozen_bn_now = [m for name, m in self._bn_layers.items() if not matches(name, done_patterns)]
 
-    def _check_groups(self, optimizers: list[Optimizer]) -> None:
+    def _sync_wrapper(self, trainer: pl.Trainer) -> None:
+        """Rebuild DDP's wrapper when parameters were unfrozen since it was built (all ranks do so together)."""
+        if self._wrapped_with is not None and self._wrapped_with != self._done and rewrap_ddp(trainer):
+            rank_zero_info(f"FreezeUnfreeze: rebuilt the DDP wrapper for the milestones {sorted(self._done)}")
+        self._wrapped_with = frozenset(self._done)
+
+    def _check_optimizers(self, optimizers: list[Optimizer]) -> None:
+        held = {id(p) for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]}
+        ours = {id(p) for p in self._frozen.values()}
         for epoch, params in self._unfreezes.items():
-            if epoch in self._done:
+            missing = [name for name, p in params.items() if id(p) not in held]
+            if missing:
+                raise ValueError(
+                    f"unfreeze_at_epoch: the parameters unfrozen at epoch {epoch} ({list(self.milestones[epoch])}) "
+                    f"are in no optimizer (e.g. {missing[0]!r}); build the optimizer over every parameter, frozen "
+                    "ones included (they get no gradient while frozen), not only those that require gradients"
+                )
+            if self.lr_factors[epoch] == 1.0 or epoch in self._done:
                 continue
             ids = {id(p) for p in params.values()}
             for optimizer in optimizers:
-                group = mixed_group(optimizer.param_groups, ids)
+                # Parameters the user froze for good never get a gradient: sharing a group with them is harmless.
+                groups = [
+                    {**g, "params": [p for p in g["params"] if id(p) in ours or p.requires_grad]}
+                    for g in optimizer.param_groups
+                ]
+                group = mixed_group(groups, ids)
                 if group is not None:
                     raise ValueError(
-                        f"lr_factor: {self.lr_factor} needs the parameters unfrozen at epoch {epoch} "
+                        f"lr_factor: {self.lr_factors[epoch]} needs the parameters unfrozen at epoch {epoch} "
                         f"({list(self.milestones[epoch])}) in parameter groups of their own, but group {group!r} "
                         "mixes them with others; use lit_deep's Classifier (param_group_splits), group them in "
                         "configure_optimizers, or set lr_factor=1.0"
@@ -242,14 +298,15 @@ class FreezeUnfreeze(Callback):
     def _unfreeze(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         ids = {id(p) for p in self._unfreezes[epoch].values()}
         ever_frozen = {id(p) for p in self._frozen.values()}
-        changed = rescale_groups(trainer, ids, ever_frozen, self.lr_factor) if self.lr_factor != 1.0 else []
+        factor = self.lr_factors[epoch]
+        changed = rescale_groups(trainer, ids, ever_frozen, factor) if factor != 1.0 else []
         self._done.add(epoch)
         was_frozen = self._frozen_bn_now
         self._refresh()
         for layer in was_frozen:  # Lightning restores each submodule's own mode after validation: reset it here
             if layer not in self._frozen_bn_now:
                 layer.train(pl_module.training)
-        rates = f"; groups {changed} at the head's rate x {self.lr_factor}" if changed else ""
+        rates = f"; groups {changed} at the head's rate x {factor}" if changed else ""
         rank_zero_info(
             f"FreezeUnfreeze: epoch {trainer.current_epoch}: unfroze {list(self.milestones[epoch])} "
             f"({len(ids)} parameters){rates}"

@@ -329,3 +329,206 @@ def test_ddp_replicas_stay_bitwise_identical_unlike_backbone_finetuning(ddp_run)
     theirs = max_abs_diff(ddp_run["lightning_final_rank0"], ddp_run["lightning_final_rank1"])
     # Lightning's BackboneFinetuning flips requires_grad after DDP wrapped the model (#20340): reported, not asserted.
     print(f"\nmax |rank 0 - rank 1| after training: FreezeUnfreeze {max_abs_diff(*ours)}, BackboneFinetuning {theirs}")
+
+
+# ----------------------------------------------------------------------------- real freezing
+class RequiresGradChecker(Callback):
+    """Asserts at each step that the frozen parameters neither require nor get gradients, the others do."""
+
+    def __init__(self, frozen_until):
+        self.frozen_until = frozen_until  # {parameter-name prefix: first epoch it trains}
+        self.steps = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.steps += 1
+        for name, param in pl_module.model.named_parameters():
+            until = next((e for prefix, e in self.frozen_until.items() if name.startswith(prefix)), 0)
+            trains = trainer.current_epoch >= until
+            assert param.requires_grad is trains, (trainer.current_epoch, name)
+            assert (param.grad is not None) is trains, (trainer.current_epoch, name)
+
+
+def test_frozen_parameters_do_not_require_gradients_and_are_restored_after_fit(tmp_path):
+    clf = classifier()
+    checker = RequiresGradChecker({"backbone.3.": 1, "backbone.1.": 2})
+    callback = FreezeUnfreeze(unfreeze_at_epoch={1: "backbone.3", 2: "backbone"})
+    make_trainer(tmp_path, [callback, checker], max_epochs=3).fit(clf, loader())
+    assert checker.steps == 12
+    assert all(p.requires_grad for p in clf.parameters())  # as fit found it
+    clf = classifier()
+    make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=None)], max_epochs=1).fit(clf, loader())
+    assert all(p.requires_grad for p in clf.parameters())
+
+
+class SavedBytes(Callback):
+    """The bytes of the non-parameter tensors autograd saves for backward in the first training step."""
+
+    def __init__(self):
+        self.saved = {}
+        self.hooks = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        params = {p.untyped_storage().data_ptr() for p in pl_module.parameters()}
+
+        def pack(tensor):
+            if tensor.untyped_storage().data_ptr() not in params:
+                self.saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            self.hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor)
+            self.hooks.__enter__()
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        if self.hooks is not None:
+            self.hooks.__exit__(None, None, None)
+            self.hooks = None
+
+
+def test_autograd_keeps_no_activations_for_the_frozen_layers(tmp_path):
+    def saved(callbacks):
+        meter = SavedBytes()
+        clf = classifier(model=tiny_mlp(hidden=(64, 64)))
+        make_trainer(tmp_path, [*callbacks, meter], max_epochs=1).fit(clf, loader())
+        return sum(meter.saved.values())
+
+    full, frozen = saved([]), saved([FreezeUnfreeze(unfreeze_at_epoch=None)])
+    # Frozen: the head (64 -> 3) keeps its input, 8 x 64 floats, and the loss a few small tensors. Without
+    # freezing, autograd also keeps the first hidden activation (8 x 64) and the input batch (8 x 16).
+    assert frozen < 8 * 64 * 4 + 512
+    assert full >= frozen + 8 * 64 * 4 + 8 * 16 * 4
+
+
+def test_frozen_modules_need_not_come_first(tmp_path):
+    clf = classifier(optimizer="sgd", lr=0.1)
+    initial = snapshot(clf.model)
+    checker = RequiresGradChecker({"backbone.3.": 1})
+    trainer = make_trainer(tmp_path, [FreezeUnfreeze("backbone.3", unfreeze_at_epoch=1), checker], max_epochs=2)
+    trainer.fit(clf, loader())
+    assert checker.steps == 8
+    assert not torch.equal(clf.model.backbone[1].weight, initial["backbone.1.weight"])  # trained through it
+
+
+def test_parameters_frozen_by_the_user_stay_frozen(tmp_path):
+    clf = classifier()
+    clf.model.backbone[1].bias.requires_grad_(False)
+    initial = snapshot(clf.model)
+    callback = FreezeUnfreeze(unfreeze_at_epoch=1)
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(clf, loader())
+    assert "backbone.1.bias" not in callback._frozen
+    assert not clf.model.backbone[1].bias.requires_grad
+    assert torch.equal(clf.model.backbone[1].bias, initial["backbone.1.bias"])
+    assert not torch.equal(clf.model.backbone[1].weight, initial["backbone.1.weight"])
+
+
+class TrainableOnly(Plain):
+    """Lightning's ``BackboneFinetuning`` recipe: an optimizer over the parameters that require gradients."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
+
+
+def test_an_optimizer_without_the_frozen_parameters_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"unfreeze_at_epoch: the parameters unfrozen at epoch 1 \(\['backbone'\]\) "):
+        make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=1, lr_factor=1.0)]).fit(TrainableOnly(False), loader())
+    # Freezing for good needs no optimizer entry.
+    make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=None)], max_epochs=1).fit(TrainableOnly(False), loader())
+
+
+def test_parallel_strategies_other_than_ddp_are_refused_when_unfreezing():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import ParallelStrategy
+
+    from lit_deep.callbacks._freezing import check_strategy
+
+    class Sharded(ParallelStrategy):
+        barrier = broadcast = reduce = model_to_device = root_device = None
+
+    with pytest.raises(ValueError, match=r"unfreeze_at_epoch: unfreezing under Sharded is not supported"):
+        check_strategy(SimpleNamespace(strategy=Sharded()))
+
+
+# ----------------------------------------------------------------------------- a rate per milestone
+@pytest.mark.parametrize("name", ["torch-onecycle", "lit_deep-plateau", "lit_deep-piecewise"])
+def test_a_rate_factor_per_milestone(tmp_path, name):
+    clf = classifier(optimizer="momentum", lr=0.01, schedule=SCHEDULES[name])
+    recorder = LrRecorder()
+    callback = FreezeUnfreeze(unfreeze_at_epoch={1: "backbone.3", 2: "backbone"}, lr_factor={1: 0.5, 2: 0.01})
+    trainer = make_trainer(tmp_path, [callback, recorder], max_epochs=4, limit_val_batches=1)
+    trainer.fit(clf, loader(), loader(n=8, seed=1))
+    for epoch, lrs in recorder.rows:
+        if epoch >= 1:
+            assert lrs["backbone.3"] == pytest.approx(lrs["head"] * 0.5, rel=1e-9), (epoch, lrs)
+        if epoch >= 2:
+            assert lrs["backbone"] == pytest.approx(lrs["head"] * 0.01, rel=1e-9), (epoch, lrs)
+    assert callback.lr_factors == {1: 0.5, 2: 0.01}
+
+
+def test_yaml_style_rate_factors_are_understood():
+    parser = ArgumentParser()
+    parser.add_class_arguments(FreezeUnfreeze, "freeze")
+    args = ["--freeze.unfreeze_at_epoch", "{4: backbone.3, 8: backbone}", "--freeze.lr_factor", "{4: 0.1, 8: 0.01}"]
+    callback = parser.instantiate(parser.parse_args(args)).freeze
+    assert callback.lr_factors == {4: 0.1, 8: 0.01}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (
+            {"lr_factor": {4: 0.1}, "unfreeze_at_epoch": None},
+            r"lr_factor: a factor per milestone .* unfreeze_at_epoch is None",
+        ),
+        ({"lr_factor": {3: 0.1}}, r"lr_factor: epochs \[3\] are not milestones of unfreeze_at_epoch \(epochs \[4\]\)"),
+        (
+            {"lr_factor": {4: 0.1}, "unfreeze_at_epoch": {4: "backbone.3", 8: "backbone"}},
+            r"lr_factor: no factor for the milestones at epochs \[8\]; give one per milestone \(epochs \[4, 8\]\)",
+        ),
+        ({"lr_factor": {4: 0.0}}, r"lr_factor: the factor for epoch 4 must be a finite number > 0, got 0.0"),
+        ({"lr_factor": {4: "0.1"}}, r"lr_factor: the factor for epoch 4 must be a finite number > 0, got '0.1'"),
+        ({"lr_factor": {-1: 0.1}}, r"lr_factor: epochs must be integers >= 0, got -1"),
+        ({"lr_factor": True}, r"lr_factor: must be a finite number > 0, got True"),
+    ],
+)
+def test_bad_rate_factors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FreezeUnfreeze(**kwargs)
+
+
+# ----------------------------------------------------------------------------- state_key
+def test_two_instances_keep_their_own_state_in_checkpoints(tmp_path):
+    def fit(max_epochs, ckpt_path=None):
+        callbacks = [
+            FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1),
+            FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3),
+        ]
+        ckpt = ModelCheckpoint(
+            dirpath=tmp_path / "ckpt", save_top_k=-1, filename="{epoch}", save_on_train_epoch_end=True
+        )
+        trainer = make_trainer(tmp_path, [*callbacks, ckpt], max_epochs=max_epochs, enable_checkpointing=True)
+        trainer.fit(classifier(), loader(), ckpt_path=ckpt_path)
+        return callbacks
+
+    fit(2)
+    states = torch.load(tmp_path / "ckpt" / "epoch=1.ckpt", weights_only=False)["callbacks"]
+    assert states[FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1).state_key] == {"unfrozen_at": [1]}
+    assert states[FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3).state_key] == {"unfrozen_at": []}
+    bottom, top = fit(3, tmp_path / "ckpt" / "epoch=1.ckpt")
+    assert bottom.unfrozen_epochs == [1]
+    assert top.unfrozen_epochs == []
+    assert top.frozen_parameters == ["backbone.3.weight", "backbone.3.bias"]
+
+
+def test_a_checkpoint_with_the_old_key_still_resumes(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_on_train_epoch_end=True)
+    trainer = make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=1), ckpt], enable_checkpointing=True)
+    trainer.fit(classifier(), loader())
+    path = tmp_path / "ckpt" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    key = FreezeUnfreeze(unfreeze_at_epoch=1).state_key
+    checkpoint["callbacks"]["FreezeUnfreeze"] = checkpoint["callbacks"].pop(key)  # as written before state_key
+    torch.save(checkpoint, path)
+    callback = FreezeUnfreeze(unfreeze_at_epoch=1)
+    make_trainer(tmp_path, [callback], max_epochs=3).fit(classifier(), loader(), ckpt_path=path)
+    assert callback.unfrozen_epochs == [1]
