@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import torch
 
 from lit_deep.models import MLP
 from lit_deep.modules import RotationPretext
@@ -19,4 +20,5 @@ def pretext_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     trainer = pl.Trainer(max_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.strategy.connect(module)
     trainer.save_checkpoint(path, weights_only=True)
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["model"]["class_path"].endswith("MLP")
     return path

@@ -5,13 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
-import torch
 
 from lit_deep.cli import main
-from lit_deep.models import MLP
-from lit_deep.modules import RotationPretext
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
@@ -33,22 +29,11 @@ def test_every_catalog_entry_names_its_technique() -> None:
     assert len({(r.group, r.name) for r in CATALOG}) == len(CATALOG)
 
 
-@pytest.fixture(scope="module")
-def rotation_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pretext") / "backbone.ckpt"
-    module = RotationPretext(MLP(hidden=(300, 100), activation="elu", num_classes=4, seed=0))
-    trainer = pl.Trainer(max_steps=0, logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path, weights_only=True)
-    assert torch.load(path, weights_only=True)["hyper_parameters"]["model"]["class_path"].endswith("MLP")
-    return path
-
-
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_recipe_runs_one_batch(
-    path: Path, tmp_path: Path, rotation_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, pretext_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sys, "argv", ["lit-deep"])  # LightningCLI warns when pytest's own arguments are there
@@ -56,7 +41,7 @@ def test_recipe_runs_one_batch(
     args = ["fit", "--config", str(path), "--trainer.fast_dev_run", "true", "--trainer.enable_progress_bar", "false"]
     args += ["--trainer.default_root_dir", str(tmp_path)]
     if path.stem == "rotation_finetune":
-        args += ["--model.init_args.model.init_args.checkpoint", str(rotation_checkpoint)]
+        args += ["--model.init_args.model.init_args.checkpoint", str(pretext_checkpoint)]
     assert main(args) == 0
 
 
