@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
-from lit_deep.uncertainty._fast_path import Plan, make_plan
+from lit_deep.uncertainty._graph import GraphPlan, WholePlan, make_plan
 from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
 from lit_deep.uncertainty._masks import IMAGE_BLOCK, MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -57,8 +57,13 @@ def _chunks(indices: torch.Tensor, chunk: int) -> Iterator[slice]:
         lo = hi
 
 
+def _probe(x: torch.Tensor) -> torch.Tensor:
+    """Two inputs (the first one twice if there is only one), to tell per-image values from others."""
+    return x[:2] if x.shape[0] >= 2 else x[:1].expand(2, *x.shape[1:])
+
+
 def _run_tensor(
-    plan: Plan,
+    plan: GraphPlan | WholePlan,
     sampler: MaskSampler,
     x: torch.Tensor,
     indices: torch.Tensor,
@@ -67,14 +72,14 @@ def _run_tensor(
     max_elements: int,
     keep_samples: bool,
 ) -> MCPrediction:
-    per_image = plan.head(x[:1]).numel()
+    per_image = plan.per_image
     # Images per chunk: whole blocks where possible, so that blocks are never drawn twice.
     chunk = min(batch_size, max(1, max_elements // per_image))
     chunk = max(IMAGE_BLOCK, chunk - chunk % IMAGE_BLOCK) if chunk >= IMAGE_BLOCK else chunk
     parts: list[MCPrediction] = []
     for rows in _chunks(indices, chunk):
         h = plan.head(x[rows])
-        images = h.shape[0]
+        images = rows.stop - rows.start
         step = max(1, min(samples, max_elements // (images * per_image)))
         sampler.begin_chunk(indices[rows])
         stats: SampleStats | None = None
@@ -163,9 +168,6 @@ def mc_predict(
     """
     _check_args(samples, seed, batch_size, max_elements)
     layers = stochastic_layers(model, enable_dropout)
-    if not layers:
-        hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers)"
-        raise ValueError(f"model: {type(model).__name__} has no stochastic dropout layer with p > 0{hint}")
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()))
     sampler = MaskSampler(seed)
@@ -177,19 +179,31 @@ def mc_predict(
     else:
         batches = [inputs]
     parts, seen = [], 0
+    plan: GraphPlan | WholePlan | None = None
     with mc_mode(model, layers, enable_dropout, sampler), torch.no_grad():
-        plan = make_plan(model, layers)
         for batch in batches:
             x = _check_inputs(batch)
             idx = _batch_indices(indices, seen, x.shape[0])
             seen += x.shape[0]
             try:
+                plan = plan or _plan(model, layers, enable_dropout, sampler, x)
                 parts.append(_run_tensor(plan, sampler, x, idx, samples, batch_size, max_elements, return_samples))
             except RuntimeError as err:
                 raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
     if not parts:
         raise ValueError("inputs: the DataLoader yielded no batches")
     return MCPrediction.cat(parts)
+
+
+def _plan(
+    model: nn.Module, layers: list[nn.Module], enable_dropout: bool, sampler: MaskSampler, x: torch.Tensor
+) -> GraphPlan | WholePlan:
+    plan = make_plan(model, layers, enable_dropout, sampler, _probe(x))
+    if not plan.stochastic:
+        hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers and F.dropout)"
+        why = f"; {plan.reason}" if isinstance(plan, WholePlan) and plan.reason else ""
+        raise ValueError(f"model: {type(model).__name__} has no stochastic dropout layer or call with p > 0{hint}{why}")
+    return plan
 
 
 def _batch_indices(indices: torch.Tensor | None, start: int, count: int) -> torch.Tensor:
