@@ -97,7 +97,9 @@ def evaluate(seeds: int, output: Path) -> dict:
     for m in members:
         temperature = fit_temperature(m, (x_val, y_val))
         result["members_scaled"].append({**report(TemperatureScaled(m, temperature)), "temperature": temperature})
-    scaled = Ensemble([TemperatureScaled(m, r["temperature"]) for m, r in zip(members, result["members_scaled"])])
+    scaled = Ensemble(
+        [TemperatureScaled(m, r["temperature"]) for m, r in zip(members, result["members_scaled"], strict=True)]
+    )
     result["ensemble_scaled"] = calibration_report(scaled.predict(x_test).probs, y_test)
     return result
 

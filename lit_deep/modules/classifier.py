@@ -122,7 +122,7 @@ class Classifier(pl.LightningModule):
         if self.mc_predictor is not None:
             # A step whose signature names `dataloader_iter` is handed the batch iterator (Lightning's public API):
             # one call predicts one whole dataloader, so trainer.predict returns one MCPrediction per dataloader.
-            self.predict_step = self.mc_predict_step  # type: ignore[method-assign]
+            self.predict_step = self.mc_predict_step  # type: ignore[method-assign,assignment]
         self._test_batches: list[torch.Tensor] | None = None
         self._test_seen = 0
         outputs = _num_outputs(self.model)

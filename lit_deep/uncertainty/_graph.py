@@ -167,7 +167,7 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
 def _functional_args(node: fx.Node, spec: tuple[tuple[str, str], tuple[Any, Any]]) -> tuple[float, bool]:
     names, defaults = spec
-    values = []
+    values: list[Any] = []
     for i, (name, default) in enumerate(zip(names, defaults, strict=True)):
         value = node.args[i + 1] if len(node.args) > i + 1 else node.kwargs.get(name, default)
         if isinstance(value, fx.Node) or value is None:

@@ -180,7 +180,10 @@ class MCPredictor:
                 raise ValueError(f"mc_samples: expected a batch of dataloader {loader}, got one of {dataloader_idx}")
             batch = trainer.strategy.batch_to_device(batch, dataloader_idx=dataloader_idx)
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            self.step(module.model, x, batch_idx, dataloader_idx)
+            model = getattr(module, "model", None)
+            if not isinstance(model, nn.Module):
+                raise ValueError(f"module: MC prediction needs the network in `.model`, got {type(module).__name__}")
+            self.step(model, x, batch_idx, dataloader_idx)
             done += 1
         self.results.append(self._gather(module, self._parts[loader]))
         return self.results[-1]
