@@ -101,8 +101,8 @@ def logits_and_targets(
     if isinstance(data, DataLoader):
         batches: Any = ((b[0], b[1]) for b in data)
     elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-        batches = ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size))
+        inputs, labels = data
+        batches = ((inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(inputs), batch_size))
     else:
         raise ValueError(f"data: expected a DataLoader or a tuple (inputs, targets), got {type(data).__name__}")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
