@@ -147,19 +147,45 @@ class GraphPlan:
         return self.suffix(*(v if b else _expand(v, samples) for v, b in zip(h, self.broadcast, strict=True)))
 
 
+_DROPOUT = ALWAYS_ON + SWITCHABLE
+
+
 class _Tracer(fx.Tracer):
+    """Dropout modules are leaves; with ``opaque`` so is every module without a dropout module inside."""
+
+    def __init__(self, opaque: bool = False) -> None:
+        super().__init__()
+        self.opaque = opaque
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, ALWAYS_ON + SWITCHABLE) or super().is_leaf_module(m, module_qualified_name)
+        if isinstance(m, _DROPOUT) or super().is_leaf_module(m, module_qualified_name):
+            return True
+        return self.opaque and module_qualified_name != "" and not any(isinstance(s, _DROPOUT) for s in m.modules())
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
+    """Trace through every module; if that fails, keep the modules without dropout modules opaque.
+
+    The second attempt serves models with input checks or other control flow in deterministic parts (e.g. a
+    preprocessing layer); functional dropout inside an opaque module then stays as the module's mode says.
+    """
+    try:
+        return _trace_with(model, _Tracer())
+    except Untraceable as first:
+        try:
+            return _trace_with(model, _Tracer(opaque=True))
+        except Untraceable:
+            raise first from None
+
+
+def _trace_with(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
     params = list(inspect.signature(model.forward).parameters.values())
     plain = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if not plain or any(p.default is p.empty for p in plain[1:]):
         raise Untraceable("forward must take one input (further arguments need defaults)")
     concrete = {p.name: p.default for p in plain[1:]}
     try:
-        graph = _Tracer().trace(model, concrete_args=concrete or None)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as err:  # tracing runs user code: any failure means "not traceable"
         raise Untraceable(f"torch.fx could not trace it ({type(err).__name__}: {str(err).splitlines()[0]})") from err
     return fx.GraphModule(model, graph, type(model).__name__)

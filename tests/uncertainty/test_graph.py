@@ -164,3 +164,20 @@ def test_plan_without_stochastic_nodes_and_whole_plan_shapes():
         mc_predict(nn.Linear(6, 3), _x(), enable_dropout=True)
     whole = WholePlan(nn.Linear(3, 2), 0)
     assert whole.tail(whole.head(torch.ones(4, 3)), 2).shape == (8, 2)
+
+
+def test_deterministic_module_with_control_flow_is_kept_opaque_and_split_off():
+    class Checked(nn.Module):
+        def forward(self, x):
+            if x.dim() == 2:  # an input check: torch.fx cannot trace through it
+                x = x * 1.0
+            return x
+
+    inner = MLP(input_shape=(6,), hidden=(16,), num_classes=3, dropout=(0.0, 0.3), seed=0)
+    model = nn.Sequential(Checked(), Wrapper(inner)).eval()
+    plan = make_plan(model, stochastic_layers(model, True), True, MaskSampler(0), _x(n=2))
+    assert isinstance(plan, GraphPlan)
+    assert "0" in {n.target for n in plan.prefix.graph.nodes if n.op == "call_module"}
+    fast = mc_predict(model, _x(), samples=8, seed=1, enable_dropout=True)
+    whole = mc_predict(Untraceable(model), _x(), samples=8, seed=1, enable_dropout=True)
+    assert torch.allclose(fast.probs, whole.probs, atol=1e-6)
