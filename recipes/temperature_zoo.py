@@ -36,7 +36,8 @@ def evaluate(name: str) -> dict:
     model = zoo.load(name).eval()
     dm = FashionMNISTDataModule(batch_size=1000)
     dm.setup("fit")
-    assert dm.val_set is not None and dm.test_set is not None
+    assert dm.val_set is not None
+    assert dm.test_set is not None
     temperature = fit_temperature(model, (dm.val_set.inputs, dm.val_set.targets))
     x, y = dm.test_set.inputs, dm.test_set.targets
     rows = {}
