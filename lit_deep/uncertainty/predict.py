@@ -122,14 +122,19 @@ def mc_predict(
     **Modes.** Everything runs in eval mode (BatchNorm uses its running statistics), except dropout: the
     always-on :class:`~lit_deep.nn.MCDropout` / :class:`~lit_deep.nn.MCAlphaDropout`, and with
     ``enable_dropout=True`` also ``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout`` and
-    ``FeatureAlphaDropout`` (switched to train mode for the call). Every module's mode is restored afterwards,
-    also when the call raises.
+    ``FeatureAlphaDropout`` (switched to train mode for the call). Dropout written as a function in ``forward``
+    (``F.dropout``, ``F.alpha_dropout``, ``F.dropout1d/2d/3d``, ``F.feature_alpha_dropout``) is found in the
+    traced graph: a call with ``training=True`` written in the code is always on, one with
+    ``training=self.training`` is switched on by ``enable_dropout=True``; its masks are keyed like the layers'.
+    Every module's mode is restored afterwards, also when the call raises.
 
-    **Speed.** For ``nn.Sequential`` models (the library's MLP and CNN) the layers before the first dropout
-    layer run once per input and only the rest runs ``samples`` times; other models run whole on the input
-    repeated per sample. Work is chunked so that the repeated tensor entering the stochastic part holds at most
-    ``max_elements`` elements (at least one image and one sample at a time). Masks cost a quarter of a random
-    number per unit; the dropout rate is quantised to ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
+    **Speed.** The model is traced with ``torch.fx`` (:mod:`lit_deep.uncertainty._graph`): everything that does
+    not depend on a dropout runs once per input and only the rest runs, for many samples at once, on its
+    output broadcast over the samples. Models that cannot be traced run whole on the input repeated per sample
+    (one ``INFO`` line of the ``lit_deep.uncertainty`` logger names why). Work is chunked so that the repeated
+    tensor entering the stochastic part holds at most ``max_elements`` elements (at least one image and one
+    sample at a time). Masks cost a quarter of a random number per unit; the dropout rate is quantised to
+    ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
 
     **Seeding.** Each image's masks depend only on ``(seed, dropout call, dataset index, sample)``
     (:mod:`lit_deep.uncertainty._masks`): equal seeds give identical results, whatever ``batch_size``,
@@ -137,7 +142,7 @@ def mc_predict(
     ``seed=None`` draws a seed from PyTorch's global generator (so ``torch.manual_seed`` makes it repeatable).
 
     Args:
-        model: a network with at least one stochastic dropout layer (see Modes).
+        model: a network with at least one stochastic dropout layer or call (see Modes).
         inputs: a float tensor ``[N, ...]`` or a DataLoader.
         samples: ``T``, the number of stochastic passes (>= 1).
         seed: the seed of the masks.
