@@ -6,8 +6,8 @@ Sections (one run, ``--repeats`` interleaved repeats, medians):
 1. **MLPs** (a) dropout 0.2 before every Linear layer (input included); (b) 300-100 with dropout 0.2 only before
    the output layer. Ways: ``naive`` (T train-mode passes, torch's dropout), ``mc_predict``, ``eval`` (T plain
    eval passes: the floor), ``torch-uncertainty`` (its ``mc_dropout`` wrapper, ``on_batch=False``: T passes) and
-   ``baal`` (``MCDropoutModule``, T passes). Peak memory above the start of each way is measured for (a) in a
-   forked child (``ru_maxrss``).
+   ``baal`` (``MCDropoutModule``, T passes). Section ``m``: peak memory above the start of each way on (a), each in
+   a fresh process whose resident size is sampled every 2 ms.
 2. **Sweep** of ``max_elements`` on (a), which chose :data:`lit_deep.uncertainty.DEFAULT_MAX_ELEMENTS`.
 3. **cnn.fmnist** (``lit_deep.zoo.load``, offline copy) called through a wrapper whose ``forward`` is not
    ``nn.Sequential``'s: ``naive`` (T passes, dropout on, BatchNorm in eval; timed on ``--naive-passes`` passes and
@@ -28,8 +28,8 @@ import argparse
 import importlib.util
 import multiprocessing as mp
 import os
-import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -104,23 +104,50 @@ def baal(model: nn.Module, x: torch.Tensor, samples: int) -> torch.Tensor | None
     return out
 
 
-def _child(fn: Callable[[], object], queue: Any) -> None:
+def _rss() -> int:
     with open("/proc/self/statm") as statm:
-        start = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _child(way: str, samples: int, images: int, threads: int, queue: Any) -> None:
+    torch.set_num_threads(threads)
+    x = load_fashion_mnist("test")[0][:images].unsqueeze(1).float() / 255.0
+    model = MLPS["(a) dropout 0.2 before every layer"]()
+    fn = _mlp_ways(model, x, samples)[way]
+    start, peak, done = _rss(), [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     out = fn()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put(None if out is None else (peak - start) / 2**20)
+    done.set()
+    watcher.join()
+    queue.put(None if out is None else (max(peak[0], _rss()) - start) / 2**20)
 
 
-def peak_mib(fn: Callable[[], object]) -> float | None:
-    """Peak resident memory (MiB) above the start, of ``fn`` run in a forked child."""
-    ctx = mp.get_context("fork")
+def peak_mib(way: str, samples: int, images: int, threads: int) -> float | None:
+    """Peak resident memory (MiB) above the start of one way on MLP (a), in a fresh process (RSS sampled)."""
+    ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(fn, queue))
+    proc = ctx.Process(target=_child, args=(way, samples, images, threads, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
+
+
+def _mlp_ways(model: nn.Module, x: torch.Tensor, t: int) -> dict[str, Callable[[], object]]:
+    return {
+        "eval": lambda: passes(model, x, t, dropout=False),
+        "mc_predict": lambda: mc_predict(model, x, t, seed=0, enable_dropout=True),
+        "naive": lambda: passes(model, x, t, dropout=True),
+        "torch-uncertainty": lambda: torch_uncertainty(model, x, t),
+        "baal": lambda: baal(model, x, t),
+    }
 
 
 def compare(ways: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -187,7 +214,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sweep", default="18,20,22,24", help="log2 of the max_elements values to sweep")
     parser.add_argument("--naive-passes", type=int, default=10, help="CNN naive loop: passes timed, scaled to T")
-    parser.add_argument("--sections", default="1234")
+    parser.add_argument("--sections", default="1m234", help="1 MLPs, m memory, 2 sweep, 3 CNN, 4 F.dropout")
     parser.add_argument("--images", type=int, default=10_000, help="test images used")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,21 +225,15 @@ def main() -> None:
     print(f"mc_predict max_elements = 2**{DEFAULT_MAX_ELEMENTS.bit_length() - 1} (the default)")
     if "1" in args.sections:
         for name, build in MLPS.items():
-            model = build()
-            ways: dict[str, Callable[[], object]] = {
-                "eval": lambda m=model: passes(m, x, t, dropout=False),
-                "mc_predict": lambda m=model: mc_predict(m, x, t, seed=0, enable_dropout=True),
-                "naive": lambda m=model: passes(m, x, t, dropout=True),
-                "torch-uncertainty": lambda m=model: torch_uncertainty(m, x, t),
-                "baal": lambda m=model: baal(m, x, t),
-            }
+            ways = _mlp_ways(build(), x, t)
             med = compare(ways, args.repeats)
             print(f"\n{name}\n  " + _row(med, "mc_predict"))
             print(f"  mc_predict / eval = {med['mc_predict'] / med['eval']:.2f}x, naive / mc_predict = "
                   f"{med['naive'] / med['mc_predict']:.2f}x")  # fmt: skip
-            if name.startswith("(a)"):
-                mem = {k: peak_mib(fn) for k, fn in ways.items()}
-                print("  peak MiB above start: " + "  ".join(f"{k} {v:.0f}" for k, v in mem.items() if v is not None))
+    if "m" in args.sections:
+        mem = {k: peak_mib(k, t, len(x), args.threads) for k in _mlp_ways(nn.Identity(), x, t)}
+        print("\n(a) peak MiB above the start (fresh process each, RSS sampled every 2 ms): "
+              + "  ".join(f"{k} {v:.0f}" for k, v in mem.items() if v is not None))  # fmt: skip
     if "2" in args.sections:
         model = MLPS["(a) dropout 0.2 before every layer"]()
         sweep = {
