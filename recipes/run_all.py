@@ -224,9 +224,21 @@ def transfer_table() -> str:
     return markdown(json.loads(source.read_text()))
 
 
+def script_table(name: str, script: str) -> str:
+    """The markdown table of ``recipes/<script>.py`` from ``recipes/results/<name>.json``."""
+    source = HERE / "results" / f"{name}.json"
+    if not source.exists():
+        return f"_not run yet: `python recipes/{script}.py`_"
+    sys.path.insert(0, str(HERE))
+    module = __import__(script)
+    return module.markdown(json.loads(source.read_text()))
+
+
 def write_results(paths: list[Path]) -> Path:
     template = (HERE / "RESULTS.template.md").read_text()
     text = template.replace("{{RECIPES}}", table(paths)).replace("{{TRANSFER}}", transfer_table())
+    text = text.replace("{{ENSEMBLE}}", script_table("ensemble", "ensemble_seeds"))
+    text = text.replace("{{TEMPERATURE}}", script_table("temperature", "temperature_zoo"))
     out = HERE / "RESULTS.md"
     out.write_text(text)
     return out

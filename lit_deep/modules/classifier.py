@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -61,8 +62,8 @@ class Classifier(DescribedModel):
         class_names: names of the classes, for reports.
         mc_samples: with ``T > 0``, ``trainer.predict`` returns Monte-Carlo dropout predictions
             (:class:`~lit_deep.uncertainty.MCPrediction`, ``T`` samples, ordinary dropout switched back on after
-            Lightning's ``eval()``): ``[MCPrediction]`` per dataloader, in dataset order, gathered on rank 0
-            under DDP (see :mod:`lit_deep.uncertainty._lightning`).
+            Lightning's ``eval()``): ``[MCPrediction]`` per dataloader, in dataset order, gathered from every rank
+            under DDP and returned on each (see :mod:`lit_deep.uncertainty._lightning`).
         mc_seed: seed of the MC masks (per image, so DDP and single-process results agree); ``None`` draws one.
 
     Example::
@@ -111,6 +112,10 @@ class Classifier(DescribedModel):
             raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
         self.mc_samples = mc_samples
         self.mc_predictor = MCPredictor(mc_samples, mc_seed) if mc_samples else None
+        if self.mc_predictor is not None:
+            # A step whose signature names `dataloader_iter` is handed the batch iterator (Lightning's public API):
+            # one call predicts one whole dataloader, so trainer.predict returns one MCPrediction per dataloader.
+            self.predict_step = self.mc_predict_step  # type: ignore[method-assign,assignment]
         self._test_batches: list[torch.Tensor] | None = None
         self._test_seen = 0
         outputs = _num_outputs(self.model)
@@ -333,22 +338,20 @@ class Classifier(DescribedModel):
         self._test_batches = index_batches(first) if self.mc_samples and not shuffles(first) else None
         self._test_seen = 0
 
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor | MCPrediction:
-        """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)``; an ``MCPrediction`` if ``mc_samples``."""
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)`` (``mc_predict_step`` if ``mc_samples``)."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if self.mc_predictor is not None:
-            return self.mc_predictor.step(self.model, x, batch_idx, dataloader_idx)
         return self.probabilities(self(x))
+
+    def mc_predict_step(self, dataloader_iter: Iterator[Any]) -> MCPrediction | None:
+        """The ``predict_step`` with ``mc_samples``: one dataloader's MC prediction, gathered across ranks."""
+        assert self.mc_predictor is not None
+        return self.mc_predictor.predict(self, dataloader_iter)
 
     def on_predict_start(self) -> None:
         """MC prediction: read the predict batches' dataset indices and settle the seed."""
         if self.mc_predictor is not None:
             self.mc_predictor.start(self.trainer)
-
-    def on_predict_epoch_end(self) -> None:
-        """MC prediction: gather the results on rank 0 in dataset order (what ``trainer.predict`` returns)."""
-        if self.mc_predictor is not None:
-            self.mc_predictor.finish(self)
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from torch import nn
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout, apply_mask
 from lit_deep.uncertainty._masks import MaskSampler
 
-__all__ = ["ALWAYS_ON", "SWITCHABLE", "dropout_off", "mc_mode", "stochastic_layers"]
+__all__ = ["ALWAYS_ON", "SWITCHABLE", "dropout_off", "keyed_dropout", "mc_mode", "stochastic_layers"]
 
 #: Always-on Monte-Carlo layers (stochastic in eval mode).
 ALWAYS_ON: tuple[type[nn.Module], ...] = (MCDropout, MCAlphaDropout)
@@ -47,28 +47,49 @@ def stochastic_layers(model: nn.Module, enable_dropout: bool) -> list[nn.Module]
     return [m for m in model.modules() if isinstance(m, kinds) and float(getattr(m, "p", 0.0)) > 0]
 
 
+def keyed_dropout(
+    x: torch.Tensor, sampler: MaskSampler, p: float, feature: bool, alpha: bool, name: str
+) -> torch.Tensor:
+    """Dropout of ``x`` with the sampler's next keyed mask (see :mod:`lit_deep.uncertainty._masks`).
+
+    ``x`` holds ``samples * images`` rows (sample-major) or ``images`` rows (the deterministic part ran once:
+    the result is broadcast over the samples); the result holds ``samples * images`` rows. ``feature`` drops
+    whole channels (``Dropout1d/2d/3d``), ``alpha`` is alpha dropout. ``name`` names the layer in errors.
+
+    Example::
+
+        >>> sampler = MaskSampler(0)
+        >>> sampler.begin_chunk(torch.arange(2))
+        >>> sampler.begin_samples(3)
+        >>> keyed_dropout(torch.ones(2, 4), sampler, 0.5, False, False, "Dropout").shape
+        torch.Size([6, 4])
+    """
+    samples, images = sampler.samples, sampler.images
+    if x.shape[0] == samples * images:
+        x = x.view(samples, images, *x.shape[1:])
+    elif x.shape[0] == images:
+        x = x.unsqueeze(0)  # the deterministic prefix ran once: broadcast it over the samples
+    else:
+        raise ValueError(
+            f"model: a {name} layer received {x.shape[0]} rows for {images} images x "
+            f"{samples} samples; mc_predict needs layers that keep the batch dimension"
+        )
+    if feature and x.dim() < 4:
+        raise ValueError(f"model: {name} needs [N, C, ...] inputs, got {x.dim() - 1} dims")
+    shape = tuple(x.shape[2:3]) + (1,) * (x.dim() - 3) if feature else tuple(x.shape[2:])
+    # Masks are drawn on the CPU (keyed generators), whatever the model's device.
+    out = apply_mask(x, sampler.mask(shape, p, x.dtype).to(x.device), p, alpha=alpha)
+    return out.reshape(samples * images, *out.shape[2:])
+
+
 def _masked_forward(layer: nn.Module, sampler: MaskSampler) -> Callable[[torch.Tensor], torch.Tensor]:
     feature = isinstance(layer, _FEATURE)
     alpha = isinstance(layer, _ALPHA)
     p = float(getattr(layer, "p", 0.0))
+    name = type(layer).__name__
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        samples, images = sampler.samples, sampler.images
-        if x.shape[0] == samples * images:
-            x = x.view(samples, images, *x.shape[1:])
-        elif x.shape[0] == images:
-            x = x.unsqueeze(0)  # the deterministic prefix ran once: broadcast it over the samples
-        else:
-            raise ValueError(
-                f"model: a {type(layer).__name__} layer received {x.shape[0]} rows for {images} images x "
-                f"{samples} samples; mc_predict needs layers that keep the batch dimension"
-            )
-        if feature and x.dim() < 4:
-            raise ValueError(f"model: {type(layer).__name__} needs [N, C, ...] inputs, got {x.dim() - 1} dims")
-        shape = tuple(x.shape[2:3]) + (1,) * (x.dim() - 3) if feature else tuple(x.shape[2:])
-        # Masks are drawn on the CPU (keyed generators), whatever the model's device.
-        out = apply_mask(x, sampler.mask(shape, p, x.dtype).to(x.device), p, alpha=alpha)
-        return out.reshape(samples * images, *out.shape[2:])
+        return keyed_dropout(x, sampler, p, feature, alpha, name)
 
     return forward
 

@@ -1,15 +1,22 @@
-"""MC dropout in ``trainer.predict``: per-image seeding by dataset index, and the gather on rank 0.
+"""MC dropout in ``trainer.predict``: per-image seeding by dataset index, and the gather across ranks.
 
 Used by :class:`~lit_deep.Classifier` when ``mc_samples > 0``. At ``on_predict_start`` the dataset indices
 of every predict batch are read from the dataloader's (batch) sampler, which iterates in a fixed order for
 prediction; each batch is predicted with :func:`~lit_deep.uncertainty.mc_predict` and those indices, so an
-image's masks do not depend on the rank that predicts it. At ``on_predict_epoch_end`` the ranks' results
-are gathered on rank 0, sorted by dataset index and deduplicated (a padding sampler repeats images), and
-``trainer.predict`` returns ``[MCPrediction]`` per dataloader on rank 0 (``[]`` on the other ranks).
+image's masks do not depend on the rank that predicts it.
+
+The results reach ``trainer.predict`` through public APIs only: the Classifier's MC ``predict_step`` takes
+Lightning's ``dataloader_iter`` (the documented step signature that hands the step the batch iterator; Lightning
+notes it as experimental), and one call consumes the ``trainer.num_predict_batches`` batches of one dataloader,
+gathers the ranks' results (sorted by dataset index and deduplicated, since a padding sampler repeats images)
+and returns one :class:`MCPrediction`. ``trainer.predict`` therefore returns ``[MCPrediction]`` per dataloader,
+in dataset order, on every rank. Under DDP every rank must have at least one batch of every dataloader.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from typing import Any
 
 import lightning.pytorch as pl
@@ -47,7 +54,9 @@ def index_batches(loader: object) -> list[torch.Tensor] | None:
     if not isinstance(loader, DataLoader) or isinstance(loader.dataset, IterableDataset):
         return None
     source = loader.batch_sampler if loader.batch_sampler is not None else loader.sampler
-    return [_as_indices(item) for item in source]
+    # A copy: for prediction Lightning wraps the batch sampler in an object that is its own iterator, which the
+    # loader's iterator shares; iterating the original here would exhaust the batches the loop is about to draw.
+    return [_as_indices(item) for item in copy.copy(source)]
 
 
 def shuffles(loader: object) -> bool:
@@ -122,6 +131,14 @@ class MCPredictor:
                 "mc_samples: under DDP the predict dataloaders must be DataLoaders over map-style datasets "
                 "whose sampler gives each image's dataset index (e.g. FashionMNISTDataModule's)"
             )
+        if trainer.world_size > 1:
+            counts = torch.tensor([float(n) for n in trainer.num_predict_batches])
+            empty = trainer.strategy.reduce(torch.tensor(float((counts == 0).any())), reduce_op="sum")
+            if float(empty) > 0:
+                raise ValueError(
+                    "mc_samples: under DDP every rank needs at least one batch of every predict dataloader "
+                    f"(this rank has {[int(n) for n in counts.tolist()]})"
+                )
         self._parts = [[] for _ in self._batches]
         self._seen = [0 for _ in self._batches]
         self.results = []
@@ -144,16 +161,32 @@ class MCPredictor:
         self._parts[dataloader_idx].append((indices, pred))
         return pred
 
-    def finish(self, module: pl.LightningModule) -> list[MCPrediction | None]:
-        """Gather every dataloader's predictions on rank 0 and hand them to ``trainer.predict``."""
-        self.results = [self._gather(module, parts) for parts in self._parts]
-        loop = module.trainer.predict_loop
-        if loop.return_predictions:
-            stored = loop.predictions
-            lists = [stored] if loop.num_dataloaders == 1 else stored
-            for target, result in zip(lists, self.results, strict=False):
-                target[:] = [] if result is None else [result]
-        return self.results
+    def predict(self, module: pl.LightningModule, dataloader_iter: Iterator[Any]) -> MCPrediction | None:
+        """Predict every batch of the next dataloader and gather the ranks' results (the MC ``predict_step``).
+
+        Returns:
+            The dataloader's :class:`MCPrediction` in dataset order (``None`` if it yielded no image).
+        """
+        trainer = module.trainer
+        loader = len(self.results)
+        total = trainer.num_predict_batches[loader]
+        done = 0
+        while done < total:
+            try:
+                batch, batch_idx, dataloader_idx = next(dataloader_iter)
+            except StopIteration:  # a loader without a length: its batches ran out
+                break
+            if dataloader_idx != loader:
+                raise ValueError(f"mc_samples: expected a batch of dataloader {loader}, got one of {dataloader_idx}")
+            batch = trainer.strategy.batch_to_device(batch, dataloader_idx=dataloader_idx)
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model = getattr(module, "model", None)
+            if not isinstance(model, nn.Module):
+                raise ValueError(f"module: MC prediction needs the network in `.model`, got {type(module).__name__}")
+            self.step(model, x, batch_idx, dataloader_idx)
+            done += 1
+        self.results.append(self._gather(module, self._parts[loader]))
+        return self.results[-1]
 
     @staticmethod
     def _gather(module: pl.LightningModule, parts: list[tuple[torch.Tensor, MCPrediction]]) -> MCPrediction | None:
@@ -174,7 +207,7 @@ class MCPredictor:
             all_packed = _all_gather(module, padded).reshape(-1, width)
             valid = all_idx >= 0
             indices, packed = all_idx[valid], all_packed[valid]
-        if not trainer.is_global_zero or indices.numel() == 0:
+        if indices.numel() == 0:
             return None
         order = torch.sort(indices, stable=True).indices
         indices, packed = indices[order], packed[order]

@@ -1,4 +1,4 @@
-"""Plots: the reliability diagram and the in- vs out-of-distribution histogram of an uncertainty score.
+"""Plots: the reliability diagram, the risk-coverage curve (alone or beside it) and the OOD score histogram.
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global state, any backend) and saved as PNG
 when a path is given.
@@ -9,12 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked, expected_calibration_error
 from lit_deep.uncertainty.prediction import MCPrediction
+from lit_deep.uncertainty.selective import aurc, risk_coverage_curve
 
-__all__ = ["reliability_bins", "reliability_diagram", "uncertainty_histogram"]
+__all__ = [
+    "calibration_figure",
+    "reliability_bins",
+    "reliability_diagram",
+    "risk_coverage_plot",
+    "uncertainty_histogram",
+]
 
 
 def reliability_bins(
@@ -73,10 +81,23 @@ def reliability_diagram(
         >>> open(out, "rb").read(4), len(fig.axes)
         (b'\x89PNG', 1)
     """
+    fig = Figure(figsize=(4.5, 4.5))
+    _draw_reliability(fig.add_subplot(), probs, targets, n_bins, title)
+    return _finish(fig, path)
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, format="png", dpi=100)
+    return fig
+
+
+def _draw_reliability(
+    ax: Axes, probs: MCPrediction | torch.Tensor, targets: torch.Tensor, n_bins: int, title: str
+) -> None:
     confidence, acc, count = reliability_bins(probs, targets, n_bins)
     ece = expected_calibration_error(probs, targets, n_bins)
-    fig = Figure(figsize=(4.5, 4.5))
-    ax = fig.add_subplot()
     width = 1.0 / n_bins
     centers = (torch.arange(n_bins) + 0.5) * width
     filled = count > 0
@@ -88,10 +109,70 @@ def reliability_diagram(
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy")
     ax.set_title(f"{title}\nECE ({n_bins} bins) = {ece:.4f}")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, format="png", dpi=100)
-    return fig
+
+
+def _draw_risk_coverage(
+    ax: Axes, probs: MCPrediction | torch.Tensor, targets: torch.Tensor, scores: torch.Tensor | None, title: str
+) -> None:
+    coverage, risk = risk_coverage_curve(probs, targets, scores)
+    ax.plot(coverage.numpy(), risk.numpy(), label="selective risk")
+    ax.axhline(float(risk[-1]), color="grey", linestyle="--", linewidth=1, label="error rate (full coverage)")
+    ax.set(xlim=(0, 1), ylim=(0, max(0.05, 1.1 * float(risk.max()))), xlabel="coverage", ylabel="risk (error rate)")
+    ax.set_title(f"{title}\nAURC = {aurc(probs, targets, scores):.4f}")
+    ax.legend(loc="upper left")
+
+
+def risk_coverage_plot(
+    probs: MCPrediction | torch.Tensor,
+    targets: torch.Tensor,
+    path: str | Path | None = None,
+    scores: torch.Tensor | None = None,
+    title: str = "Risk-coverage curve",
+) -> Figure:
+    """Selective risk against coverage (:func:`~lit_deep.uncertainty.risk_coverage_curve`), AURC in the title.
+
+    Args:
+        probs: ``[N, C]`` probabilities or an :class:`MCPrediction`.
+        targets: ``[N]`` labels.
+        path: where to save the PNG (``None``: do not save).
+        scores: ``[N]`` uncertainty used to rank (default ``1 - max p``).
+        title: the figure title.
+
+    Example::
+
+        >>> fig = risk_coverage_plot(torch.tensor([[0.9, 0.1], [0.6, 0.4]]), torch.tensor([0, 1]))
+        >>> fig.axes[0].get_xlabel()
+        'coverage'
+    """
+    fig = Figure(figsize=(4.5, 4.5))
+    _draw_risk_coverage(fig.add_subplot(), probs, targets, scores, title)
+    return _finish(fig, path)
+
+
+def calibration_figure(
+    probs: MCPrediction | torch.Tensor,
+    targets: torch.Tensor,
+    path: str | Path | None = None,
+    n_bins: int = ECE_BINS,
+    scores: torch.Tensor | None = None,
+    title: str = "",
+) -> Figure:
+    """The reliability diagram and the risk-coverage curve side by side (calibration and selective prediction).
+
+    Example::
+
+        >>> fig = calibration_figure(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 0]), title="MLP")
+        >>> [ax.get_xlabel() for ax in fig.axes]
+        ['confidence (max probability)', 'coverage']
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    fig = Figure(figsize=(9, 4.5))
+    left, right = fig.subplots(1, 2)
+    prefix = f"{title}: " if title else ""
+    _draw_reliability(left, probs, targets, n_bins, f"{prefix}reliability")
+    _draw_risk_coverage(right, probs, targets, scores, f"{prefix}risk-coverage")
+    return _finish(fig, path)
 
 
 def uncertainty_histogram(

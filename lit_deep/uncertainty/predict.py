@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
-from lit_deep.uncertainty._fast_path import Plan, make_plan
+from lit_deep.uncertainty._graph import GraphPlan, WholePlan, make_plan
 from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
 from lit_deep.uncertainty._masks import IMAGE_BLOCK, MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -57,8 +57,13 @@ def _chunks(indices: torch.Tensor, chunk: int) -> Iterator[slice]:
         lo = hi
 
 
+def _probe(x: torch.Tensor) -> torch.Tensor:
+    """Two inputs (the first one twice if there is only one), to tell per-image values from others."""
+    return x[:2] if x.shape[0] >= 2 else x[:1].expand(2, *x.shape[1:])
+
+
 def _run_tensor(
-    plan: Plan,
+    plan: GraphPlan | WholePlan,
     sampler: MaskSampler,
     x: torch.Tensor,
     indices: torch.Tensor,
@@ -67,14 +72,14 @@ def _run_tensor(
     max_elements: int,
     keep_samples: bool,
 ) -> MCPrediction:
-    per_image = plan.head(x[:1]).numel()
+    per_image = plan.per_image
     # Images per chunk: whole blocks where possible, so that blocks are never drawn twice.
     chunk = min(batch_size, max(1, max_elements // per_image))
     chunk = max(IMAGE_BLOCK, chunk - chunk % IMAGE_BLOCK) if chunk >= IMAGE_BLOCK else chunk
     parts: list[MCPrediction] = []
     for rows in _chunks(indices, chunk):
         h = plan.head(x[rows])
-        images = h.shape[0]
+        images = rows.stop - rows.start
         step = max(1, min(samples, max_elements // (images * per_image)))
         sampler.begin_chunk(indices[rows])
         stats: SampleStats | None = None
@@ -117,14 +122,19 @@ def mc_predict(
     **Modes.** Everything runs in eval mode (BatchNorm uses its running statistics), except dropout: the
     always-on :class:`~lit_deep.nn.MCDropout` / :class:`~lit_deep.nn.MCAlphaDropout`, and with
     ``enable_dropout=True`` also ``nn.Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout`` and
-    ``FeatureAlphaDropout`` (switched to train mode for the call). Every module's mode is restored afterwards,
-    also when the call raises.
+    ``FeatureAlphaDropout`` (switched to train mode for the call). Dropout written as a function in ``forward``
+    (``F.dropout``, ``F.alpha_dropout``, ``F.dropout1d/2d/3d``, ``F.feature_alpha_dropout``) is found in the
+    traced graph: a call with ``training=True`` written in the code is always on, one with
+    ``training=self.training`` is switched on by ``enable_dropout=True``; its masks are keyed like the layers'.
+    Every module's mode is restored afterwards, also when the call raises.
 
-    **Speed.** For ``nn.Sequential`` models (the library's MLP and CNN) the layers before the first dropout
-    layer run once per input and only the rest runs ``samples`` times; other models run whole on the input
-    repeated per sample. Work is chunked so that the repeated tensor entering the stochastic part holds at most
-    ``max_elements`` elements (at least one image and one sample at a time). Masks cost a quarter of a random
-    number per unit; the dropout rate is quantised to ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
+    **Speed.** The model is traced with ``torch.fx`` (:mod:`lit_deep.uncertainty._graph`): everything that does
+    not depend on a dropout runs once per input and only the rest runs, for many samples at once, on its
+    output broadcast over the samples. Models that cannot be traced run whole on the input repeated per sample
+    (one ``INFO`` line of the ``lit_deep.uncertainty`` logger names why). Work is chunked so that the repeated
+    tensor entering the stochastic part holds at most ``max_elements`` elements (at least one image and one
+    sample at a time). Masks cost a quarter of a random number per unit; the dropout rate is quantised to
+    ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
 
     **Seeding.** Each image's masks depend only on ``(seed, dropout call, dataset index, sample)``
     (:mod:`lit_deep.uncertainty._masks`): equal seeds give identical results, whatever ``batch_size``,
@@ -132,7 +142,7 @@ def mc_predict(
     ``seed=None`` draws a seed from PyTorch's global generator (so ``torch.manual_seed`` makes it repeatable).
 
     Args:
-        model: a network with at least one stochastic dropout layer (see Modes).
+        model: a network with at least one stochastic dropout layer or call (see Modes).
         inputs: a float tensor ``[N, ...]`` or a DataLoader.
         samples: ``T``, the number of stochastic passes (>= 1).
         seed: the seed of the masks.
@@ -163,9 +173,6 @@ def mc_predict(
     """
     _check_args(samples, seed, batch_size, max_elements)
     layers = stochastic_layers(model, enable_dropout)
-    if not layers:
-        hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers)"
-        raise ValueError(f"model: {type(model).__name__} has no stochastic dropout layer with p > 0{hint}")
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()))
     sampler = MaskSampler(seed)
@@ -177,19 +184,31 @@ def mc_predict(
     else:
         batches = [inputs]
     parts, seen = [], 0
+    plan: GraphPlan | WholePlan | None = None
     with mc_mode(model, layers, enable_dropout, sampler), torch.no_grad():
-        plan = make_plan(model, layers)
         for batch in batches:
             x = _check_inputs(batch)
             idx = _batch_indices(indices, seen, x.shape[0])
             seen += x.shape[0]
             try:
+                plan = plan or _plan(model, layers, enable_dropout, sampler, x)
                 parts.append(_run_tensor(plan, sampler, x, idx, samples, batch_size, max_elements, return_samples))
             except RuntimeError as err:
                 raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
     if not parts:
         raise ValueError("inputs: the DataLoader yielded no batches")
     return MCPrediction.cat(parts)
+
+
+def _plan(
+    model: nn.Module, layers: list[nn.Module], enable_dropout: bool, sampler: MaskSampler, x: torch.Tensor
+) -> GraphPlan | WholePlan:
+    plan = make_plan(model, layers, enable_dropout, sampler, _probe(x))
+    if not plan.stochastic:
+        hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers and F.dropout)"
+        why = f"; {plan.reason}" if isinstance(plan, WholePlan) and plan.reason else ""
+        raise ValueError(f"model: {type(model).__name__} has no stochastic dropout layer or call with p > 0{hint}{why}")
+    return plan
 
 
 def _batch_indices(indices: torch.Tensor | None, start: int, count: int) -> torch.Tensor:

@@ -101,11 +101,25 @@ def test_ddp_predict_gathers_on_rank_zero_equal_to_single_process(make_fmnist, t
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert rank0["local"].tolist() == list(range(23))
     assert rank1["local"].tolist() == list(range(23, 45))
-    assert rank1["preds"] == []
     (gathered,) = rank0["preds"]
+    (other,) = rank1["preds"]  # every rank receives the gathered result
+    assert torch.equal(other.probs, gathered.probs)
     x = data.test_images.unsqueeze(1).float() / 255
     ref = mc_predict(_model(), x, 20, seed=3, enable_dropout=True)
     assert len(gathered) == 45
     for name in FIELDS:
         assert torch.allclose(getattr(gathered, name), getattr(ref, name), atol=1e-6), name
     assert torch.equal(gathered.prediction, ref.prediction)
+
+
+def test_two_predict_dataloaders_give_one_mc_prediction_each():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.rand(13, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    loaders = [DataLoader(TensorDataset(x[:7]), batch_size=3), DataLoader(TensorDataset(x), batch_size=5)]
+    clf = Classifier(_model(), mc_samples=8, mc_seed=1)
+    first, second = _trainer(devices=1).predict(clf, dataloaders=loaders)
+    assert [len(p) for p in first + second] == [7, 13]
+    ref = mc_predict(_model(), x, 8, seed=1, enable_dropout=True)
+    assert torch.allclose(second[0].probs, ref.probs, atol=1e-6)
+    assert torch.allclose(first[0].probs, ref.probs[:7], atol=1e-6)

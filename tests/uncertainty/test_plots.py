@@ -27,3 +27,19 @@ def test_plots_are_saved_as_png(tmp_path):
         uncertainty_histogram(torch.rand(3), torch.rand(3), bins=0)
     with pytest.raises(ValueError, match="scores_in"):
         uncertainty_histogram(torch.rand(3, 1), torch.rand(3))
+
+
+def test_risk_coverage_beside_the_reliability_diagram(tmp_path):
+    from lit_deep.uncertainty import aurc, calibration_figure, risk_coverage_plot
+
+    probs = torch.softmax(torch.randn(200, 4, generator=torch.Generator().manual_seed(0)) * 3, dim=1)
+    targets = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(1))
+    fig = calibration_figure(probs, targets, tmp_path / "both.png", title="net")
+    assert (tmp_path / "both.png").read_bytes()[:4] == b"\x89PNG"
+    left, right = fig.axes
+    assert "ECE" in left.get_title()
+    assert f"AURC = {aurc(probs, targets):.4f}" in right.get_title()
+    (line, *_) = right.get_lines()
+    assert len(line.get_xdata()) == 200
+    single = risk_coverage_plot(probs, targets, tmp_path / "rc.png")
+    assert single.axes[0].get_ylabel() == "risk (error rate)"

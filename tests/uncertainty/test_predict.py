@@ -135,7 +135,7 @@ def test_fast_path_runs_the_prefix_once_and_respects_the_memory_bound():
     model.backbone[1].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     model.head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
     mc_predict(model, _x(n=40), samples=50, seed=0, max_elements=8 * 64, enable_dropout=True)
-    assert calls == [1, 40]  # one probe row, then each image once: not once per sample
+    assert calls == [2, 40]  # two probe rows, then each image once: not once per sample
     assert sum(rows) == 40 * 50
     assert max(rows) * 8 <= 8 * 64
 

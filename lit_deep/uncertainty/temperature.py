@@ -1,0 +1,175 @@
+"""Temperature scaling (Guo et al., 2017): one scalar ``T`` dividing the logits, fitted to the validation NLL.
+
+``softmax(z / T)`` keeps every prediction (the argmax does not move) and only changes the confidence: ``T > 1``
+softens an over-confident network. :func:`fit_temperature` computes the validation logits once (eval mode,
+dropout off, MC layers included) and minimises the NLL over ``log T`` with L-BFGS. :class:`Temperature` is the
+parameter-free layer that applies it, :class:`TemperatureScaled` wraps a model with it; inside
+:func:`~lit_deep.uncertainty.mc_predict` the logits of every sample are divided by ``T`` before the softmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lit_deep.uncertainty._layers import dropout_off
+
+__all__ = ["Temperature", "TemperatureScaled", "fit_temperature", "logits_and_targets", "temperature_from_logits"]
+
+
+def _check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature: must be a positive finite number, got {temperature!r}")
+    return float(temperature)
+
+
+class Temperature(nn.Module):
+    """Divide the input (logits) by a fixed temperature; no parameters. Shapes: any -> the same.
+
+    Args:
+        temperature: ``T > 0``.
+
+    Example::
+
+        >>> Temperature(2.0)(torch.tensor([[2.0, -4.0]])).tolist()
+        [[1.0, -2.0]]
+    """
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = _check_temperature(temperature)
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / T``."""
+        return logits / self.temperature
+
+    def extra_repr(self) -> str:
+        """The temperature."""
+        return f"temperature={self.temperature:.4f}"
+
+
+class TemperatureScaled(nn.Module):
+    """``model`` followed by :class:`Temperature`: the same predictions with calibrated confidence.
+
+    Args:
+        model: a network returning logits.
+        temperature: ``T > 0`` (e.g. from :func:`fit_temperature`).
+
+    Example::
+
+        >>> net = TemperatureScaled(nn.Linear(2, 2, bias=False), 2.0)
+        >>> _ = net.model.weight.data.copy_(torch.eye(2))
+        >>> net(torch.tensor([[4.0, 2.0]])).tolist(), net.temperature
+        ([[2.0, 1.0]], 2.0)
+    """
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model: expected an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.scale = Temperature(temperature)
+
+    @property
+    def temperature(self) -> float:
+        """``T``."""
+        return self.scale.temperature
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits divided by ``T``."""
+        return self.scale(self.model(x))
+
+
+def logits_and_targets(
+    model: nn.Module, data: DataLoader | tuple[torch.Tensor, torch.Tensor], batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[N, C]`` (or ``[N]`` for one output) of one deterministic pass and the targets ``[N]``.
+
+    Eval mode with every dropout off; modes are restored afterwards. ``data``: a DataLoader of ``(x, y)``
+    batches or a tuple ``(x, y)``.
+
+    Example::
+
+        >>> z, y = logits_and_targets(nn.Linear(3, 2), (torch.ones(5, 3), torch.zeros(5, dtype=torch.long)))
+        >>> tuple(z.shape), tuple(y.shape)
+        ((5, 2), (5,))
+    """
+    if isinstance(data, DataLoader):
+        batches: Any = ((b[0], b[1]) for b in data)
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        inputs, labels = data
+        batches = ((inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(inputs), batch_size))
+    else:
+        raise ValueError(f"data: expected a DataLoader or a tuple (inputs, targets), got {type(data).__name__}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    logits, targets = [], []
+    with dropout_off(model), torch.no_grad():
+        for x, y in batches:
+            out = model(x.to(device))
+            logits.append((out.squeeze(-1) if out.dim() == 2 and out.shape[1] == 1 else out).float().cpu())
+            targets.append(torch.as_tensor(y).long().cpu())
+    if not logits:
+        raise ValueError("data: no batches")
+    return torch.cat(logits), torch.cat(targets)
+
+
+def temperature_from_logits(logits: torch.Tensor, targets: torch.Tensor, max_iter: int = 100) -> float:
+    """The temperature minimising ``NLL(softmax(logits / T), targets)`` (sigmoid for ``[N]`` logits).
+
+    L-BFGS over ``log T`` (so ``T`` stays positive), starting at ``T = 1``.
+
+    Example::
+
+        >>> z = torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])  # confident, one in four wrong
+        >>> round(temperature_from_logits(z, torch.tensor([0, 0, 1, 1])), 2)
+        3.64
+    """
+    if logits.dim() not in (1, 2) or logits.shape[0] != targets.shape[0] or logits.shape[0] == 0:
+        raise ValueError(
+            f"logits: expected [N, C] or [N] matching targets {tuple(targets.shape)}, got {tuple(logits.shape)}"
+        )
+    z, y = logits.double(), targets.long()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        scaled = z / log_t.exp()
+        loss = F.binary_cross_entropy_with_logits(scaled, y.double()) if z.dim() == 1 else F.cross_entropy(scaled, y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
+
+
+def fit_temperature(
+    model: nn.Module, data: DataLoader | tuple[torch.Tensor, torch.Tensor], batch_size: int = 1024, max_iter: int = 100
+) -> float:
+    """Fit the temperature of ``model`` on validation data (logits computed once; L-BFGS on the NLL).
+
+    Args:
+        model: a network returning logits ``[N, C]`` (or ``[N]`` / ``[N, 1]`` for binary tasks).
+        data: a DataLoader of ``(x, y)`` batches, or a tuple ``(x, y)`` of tensors.
+        batch_size: rows per forward pass for tensor data.
+        max_iter: L-BFGS iterations.
+
+    Returns:
+        ``T`` (> 1 softens over-confident predictions).
+
+    Raises:
+        ValueError: for data that is neither, or without batches.
+
+    Example::
+
+        >>> torch.manual_seed(0) and None
+        >>> x = torch.randn(200, 2); y = (x[:, 0] + 0.8 * torch.randn(200) > 0).long()
+        >>> over = nn.Linear(2, 2); _ = over.weight.data.copy_(torch.tensor([[-10.0, 0.0], [10.0, 0.0]]))
+        >>> fit_temperature(over, (x, y)) > 2
+        True
+    """
+    return temperature_from_logits(*logits_and_targets(model, data, batch_size), max_iter=max_iter)

@@ -1,0 +1,126 @@
+"""``TemperatureScaling``: fit the temperature when ``fit`` ends (validation set); apply it in test and predict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from lit_deep.uncertainty.temperature import TemperatureScaled, logits_and_targets, temperature_from_logits
+
+__all__ = ["TemperatureScaling"]
+
+
+def _gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``rows`` (first dimension may differ by rank), concatenated in rank order."""
+    if module.trainer.world_size == 1:
+        return rows
+    counts = module.all_gather(torch.tensor(rows.shape[0], device=module.device))
+    assert isinstance(counts, torch.Tensor)
+    longest = int(counts.max())
+    padded = torch.zeros(longest, *rows.shape[1:], dtype=rows.dtype, device=module.device)
+    padded[: rows.shape[0]] = rows.to(module.device)
+    gathered = module.all_gather(padded)
+    assert isinstance(gathered, torch.Tensor)
+    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(counts.reshape(-1).tolist())]).cpu()
+
+
+class TemperatureScaling(Callback):
+    """Fit one temperature on the validation set when ``fit`` ends; scale the logits in ``test`` and ``predict``.
+
+    The LightningModule must hold its network in ``.model`` (as :class:`~lit_deep.Classifier` does). At
+    ``on_fit_end`` the validation logits are computed once (eval mode, dropout off; gathered from every rank
+    under DDP, so all ranks fit the same ``T``) and :func:`~lit_deep.uncertainty.temperature_from_logits`
+    fits ``T``. During ``test`` and ``predict`` ``.model`` is replaced by
+    :class:`~lit_deep.uncertainty.TemperatureScaled` (the original is put back at the end), so MC-dropout
+    prediction divides the logits of every sample by ``T``.
+
+    Args:
+        max_iter: L-BFGS iterations.
+        verbose: log the fitted temperature.
+
+    Attributes:
+        temperature: the fitted ``T`` (``None`` before a fit); saved in checkpoints.
+
+    Example::
+
+        >>> cb = TemperatureScaling()
+        >>> cb.load_state_dict({"temperature": 1.5})
+        >>> cb.temperature, cb.state_dict()
+        (1.5, {'temperature': 1.5})
+    """
+
+    def __init__(self, max_iter: int = 100, verbose: bool = True) -> None:
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+            raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.temperature: float | None = None
+        self._original: torch.nn.Module | None = None
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.temperature = self._fit(trainer, pl_module)
+        if self.verbose:
+            rank_zero_info(f"TemperatureScaling: T = {self.temperature:.4f} (fitted on the validation set)")
+
+    def _fit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> float:
+        model = self._model(pl_module)
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        if loader is None:
+            raise ValueError("TemperatureScaling: fit has no validation dataloader to fit the temperature on")
+        logits, targets = logits_and_targets(model, loader)
+        logits = _gather_rows(pl_module, logits)
+        targets = _gather_rows(pl_module, targets)
+        return temperature_from_logits(logits, targets, self.max_iter)
+
+    @staticmethod
+    def _model(pl_module: pl.LightningModule) -> torch.nn.Module:
+        model = getattr(pl_module, "model", None)
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(
+                f"pl_module: TemperatureScaling needs the network in `.model`, {type(pl_module).__name__} has none"
+            )
+        return model
+
+    def _apply(self, pl_module: pl.LightningModule) -> None:
+        if self.temperature is None or self._original is not None:
+            return
+        self._original = self._model(pl_module)
+        scaled = TemperatureScaled(self._original, self.temperature)
+        scaled.train(self._original.training)
+        pl_module.model = scaled
+
+    def _restore(self, pl_module: pl.LightningModule) -> None:
+        if self._original is not None:
+            pl_module.model = self._original
+            self._original = None
+
+    @override
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._apply(pl_module)
+
+    @override
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore(pl_module)
+
+    @override
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._apply(pl_module)
+
+    @override
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore(pl_module)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.temperature = state_dict.get("temperature")
