@@ -12,6 +12,7 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+import torch
 from torch import nn
 
 from lit_deep.models import BackboneHead, DescriptionError, build, transfer
@@ -35,6 +36,7 @@ class ZooInfo:
         sha256: the verified SHA-256 of ``model.safetensors``.
         class_names: the outputs' classes (from ``config.json``).
         config: the parsed ``config.json``.
+        temperature: the temperature folded into the output layer (``None``: raw logits).
     """
 
     name: str
@@ -45,6 +47,37 @@ class ZooInfo:
     sha256: str
     class_names: tuple[str, ...] = ()
     config: dict[str, Any] = field(default_factory=dict, repr=False)
+    temperature: float | None = None
+
+
+def fold_temperature(model: BackboneHead, temperature: float) -> BackboneHead:
+    """Divide the logits of ``model`` by ``temperature`` by scaling its Linear output layer in place.
+
+    ``(W x + b) / T = (W / T) x + b / T``: exactly temperature scaling, with no extra layer, the same state-dict
+    names and the same description; MC-dropout samples are scaled one by one, as they should be.
+
+    Raises:
+        ValueError: for a temperature that is not positive and finite, or a head that is not Linear.
+
+    Example::
+
+        >>> from lit_deep.models import MLP
+        >>> import torch
+        >>> net = MLP(hidden=(4,), num_classes=3, seed=0).eval()
+        >>> x = torch.rand(2, 1, 28, 28)
+        >>> torch.allclose(fold_temperature(MLP(hidden=(4,), num_classes=3, seed=0).eval(), 2.0)(x), net(x) / 2)
+        True
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
+        raise ValueError(f"temperature: must be a positive finite number, got {temperature!r}")
+    head = model.head
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"temperature: the head must be a Linear layer to fold it in, got {type(head).__name__}")
+    with torch.no_grad():
+        head.weight.div_(temperature)
+        if head.bias is not None:
+            head.bias.div_(temperature)
+    return model
 
 
 def _check_revision(revision: str | None) -> None:
@@ -142,6 +175,7 @@ def load(
     *,
     namespace: str | None = None,
     sha256: str | None = None,
+    calibrated: bool = True,
 ) -> BackboneHead:
     """A pretrained zoo model, downloaded through ``huggingface_hub``, verified and rebuilt from ``config.json``.
 
@@ -162,6 +196,8 @@ def load(
         cache_dir: the Hub cache folder; default huggingface_hub's.
         namespace: Hub namespace of registered names; default ``$LIT_DEEP_HUB_NAMESPACE``, else ``lit-deep``.
         sha256: the expected weights hash (default: the registry's pin, or the Hub's own hash).
+        calibrated: fold the temperature ``config.json`` carries (fitted on the validation split) into the output
+            layer, so that probabilities are calibrated (:func:`fold_temperature`); ignored with ``num_classes``.
 
     Returns:
         The model (a :class:`~lit_deep.models.BackboneHead`: ``.backbone``, ``.head``).
@@ -202,6 +238,9 @@ def load(
         raise DescriptionError(f"{ref.name}: config.json describes a {type(model).__name__}, not a zoo model")
     if ref.entry is None:
         _info(f"lit_deep.zoo: {ref.repo_id}@{rev} resolved to commit {fetched.commit} (SHA-256 {fetched.sha256[:12]})")
+    temperature = config.get("temperature") if calibrated and num_classes is None else None
+    if temperature is not None:
+        fold_temperature(model, temperature)
     if num_classes is not None:
         model = transfer(model, num_classes)
     classes = config.get("class_names") if num_classes is None else None
@@ -216,6 +255,7 @@ def load(
             fetched.sha256,
             tuple(str(c) for c in classes) if isinstance(classes, list) else (),
             config,
+            float(temperature) if temperature is not None else None,
         ),
     )
     return model.eval()

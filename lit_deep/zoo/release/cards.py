@@ -26,6 +26,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "det_test_acc": ("accuracy", "Test accuracy, deterministic pass"),
     "det_test_nll": ("nll", "Test NLL, deterministic pass"),
     "det_test_ece": ("ece", "Test ECE, deterministic pass"),
+    "raw_test_nll": ("nll", "Test NLL before temperature scaling"),
+    "raw_test_ece": ("ece", "Test ECE before temperature scaling"),
     "test_mse": ("mse", "Test reconstruction MSE (per pixel)"),
     "test_bce": ("bce", "Test reconstruction BCE (per pixel)"),
 }
@@ -60,6 +62,7 @@ def config_dict(entry: ZooEntry) -> dict[str, Any]:
         "metrics": dict(entry.metrics),
         "extra_metrics": dict(entry.extra_metrics),
         "mc_samples": entry.mc_samples,
+        "temperature": entry.temperature,
         "recipe": entry.recipe,
         "seed": entry.seed,
     }
@@ -142,9 +145,16 @@ def _results_intro(entry: ZooEntry) -> str:
         if entry.mc_samples
         else ""
     )
+    scaled = (
+        f" The output layer divides the logits by the temperature {entry.temperature} (fitted on the 5,000 "
+        "validation images; `zoo.load(..., calibrated=False)` gives the raw logits): the accuracy is unchanged, the "
+        "NLL and ECE before scaling are listed too."
+        if entry.temperature
+        else ""
+    )
     return (
         f"Measured on the Fashion-MNIST test split ({_TASK_TEXT[entry.task]}); NLL in nats, ECE with 15 "
-        f"equal-width bins (torchmetrics `MulticlassCalibrationError`).{mc}"
+        f"equal-width bins (torchmetrics `MulticlassCalibrationError`).{mc}{scaled}"
     )
 
 

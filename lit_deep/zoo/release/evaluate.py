@@ -7,11 +7,14 @@ Classifiers are scored by :func:`lit_deep.uncertainty.calibration_report` on the
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lit_deep.uncertainty import calibration_report, deterministic_probs, mc_predict
+from lit_deep.zoo.api import fold_temperature
 from lit_deep.zoo.registry import ZooEntry
 
 __all__ = ["MC_SEED", "classification_metrics", "evaluate", "load_test_split"]
@@ -78,7 +81,9 @@ def evaluate(
 
     Classifiers: test accuracy, NLL and ECE; for MC-dropout models (``entry.mc_samples > 0``) those of the mean of
     ``mc_samples`` passes of :func:`~lit_deep.uncertainty.mc_predict` (seed 0) and, as extra metrics, those of the
-    deterministic pass (dropout off). Autoencoders: per-pixel MSE and BCE of the reconstructions.
+    deterministic pass (dropout off). A model with ``entry.temperature`` is passed raw: its metrics are those
+    with the temperature folded in (what ``zoo.load`` returns), and ``raw_test_nll`` / ``raw_test_ece`` those
+    before scaling. Autoencoders: per-pixel MSE and BCE of the reconstructions.
 
     Args:
         model: the model.
@@ -103,6 +108,12 @@ def evaluate(
     if entry.kind == "autoencoder":
         return _reconstruction_metrics(model, x), {}
     det = deterministic_probs(model, x)
+    if entry.temperature and not entry.mc_samples:
+        # ``model`` is the raw network (as exported); the zoo folds the temperature into its output layer.
+        raw = classification_metrics(det, y, prefix="raw_test")
+        with torch.no_grad():
+            scaled = deterministic_probs(fold_temperature(copy.deepcopy(model), entry.temperature), x)
+        return classification_metrics(scaled, y), {k: v for k, v in raw.items() if k != "raw_test_acc"}
     if not entry.mc_samples:
         return classification_metrics(det, y), {}
     mc = mc_predict(model, x, samples=entry.mc_samples, seed=MC_SEED).probs
