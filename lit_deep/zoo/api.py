@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-import torch
 from torch import nn
 
 from lit_deep.models import BackboneHead, DescriptionError, build, transfer

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_deep.models import BackboneHead
 from lit_deep.uncertainty import calibration_report, deterministic_probs, mc_predict
 from lit_deep.zoo.api import fold_temperature
 from lit_deep.zoo.registry import ZooEntry
@@ -100,7 +101,7 @@ def evaluate(
         >>> uniform = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
         >>> _ = nn.init.zeros_(uniform[1].weight), nn.init.zeros_(uniform[1].bias)
         >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
-        >>> metrics, extra = evaluate(uniform, get_entry("mlp.fmnist"), data=(images, labels))
+        >>> metrics, extra = evaluate(uniform, get_entry("mlp_selu.fmnist_a"), data=(images, labels))
         >>> metrics["test_acc"], metrics["test_nll"], extra
         (0.1, 2.3026, {})
     """
@@ -111,6 +112,10 @@ def evaluate(
     if entry.temperature and not entry.mc_samples:
         # ``model`` is the raw network (as exported); the zoo folds the temperature into its output layer.
         raw = classification_metrics(det, y, prefix="raw_test")
+        if not isinstance(model, BackboneHead):
+            raise ValueError(
+                f"model: a zoo model with a temperature must be a BackboneHead, got {type(model).__name__}"
+            )
         with torch.no_grad():
             scaled = deterministic_probs(fold_temperature(copy.deepcopy(model), entry.temperature), x)
         return classification_metrics(scaled, y), {k: v for k, v in raw.items() if k != "raw_test_acc"}
