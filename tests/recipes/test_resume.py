@@ -10,8 +10,9 @@ after which nothing of the first process is reused but the files it wrote) and r
   of epoch 1 (the sampler must continue with the epoch's remaining batches, the generators where they were).
 
 Adding a recipe is one line in :data:`RECIPES` (with the data overrides it needs on tiny data). The transfer
-recipe ``b_on_a`` is that one commented line: it passed here when enabled, but its model description is being
-made reloadable elsewhere, and its unfreezing epoch (4) lies beyond this test's 3 epochs.
+recipe ``b_on_a`` (the zoo's model A with a new head and alpha dropout) resumes too; its unfreezing epoch (4)
+lies beyond this test's 3 epochs, so it covers the frozen phase (tests/callbacks/test_freeze_unfreeze_ddp.py
+kills and resumes runs in both phases).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "regularization/dropout": {},
     "regularization/alpha_dropout": {},
     "schedules/one_cycle": {"batch_size": 32},
-    # "transfer/b_on_a": {"b_train_size": 24, "batch_size": 6},  # one line, once its model is reloadable
+    "transfer/b_on_a": {"b_train_size": 24, "batch_size": 6},
 }
 KILLS = {
     # kill at: (global step whose batch never runs, ModelCheckpoint settings of the run)
