@@ -16,7 +16,8 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from lit_deep._io import save_figure
-from lit_deep.callbacks._helpers import LAYERS, Selector, as_selectors, resolve_root, select_modules
+from lit_deep.callbacks.contract import root_module
+from lit_deep.callbacks.select import LAYERS, Selector, as_selectors, select_modules
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -105,7 +106,7 @@ class LayerStats(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        root = resolve_root(pl_module)
+        root = root_module(pl_module)
         self._layers = (
             _activation_layers(root) if self.modules is None else select_modules(root, self.modules, "modules")
         )
