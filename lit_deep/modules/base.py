@@ -1,7 +1,7 @@
-"""How every lit_deep LightningModule trains: :class:`LitDeepModule`, the base of ``Classifier``,
-``AutoencoderModule`` and ``RotationPretext``.
+"""How every lit_deep LightningModule trains: :class:`LitDeepModule`, the base of the library's modules.
 
-The base owns everything that is not the task:
+``Classifier``, ``AutoencoderModule`` and ``RotationPretext`` subclass it with their task only. The base owns
+everything that is not the task:
 
 * the model (an ``nn.Module`` or its description, kept described in ``hparams``; see :class:`DescribedModel`),
   and the hyper-parameters, saved once for the whole class hierarchy;
@@ -121,8 +121,10 @@ class LitDeepModule(DescribedModel):
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
-        """The optimizer's named parameter groups (``head``, ``backbone``, ``other``; see ``param_groups``),
-        plus one section per entry of :attr:`param_group_splits`."""
+        """The optimizer's named parameter groups: ``head``, ``backbone``, ``other`` and the callbacks' splits.
+
+        See :func:`~lit_deep.modules.param_groups`; :attr:`param_group_splits` adds one section per entry.
+        """
         return param_groups(self.model, self.weight_decay, self.param_group_splits)
 
     def configure_optimizers(self) -> Any:

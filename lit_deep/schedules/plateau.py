@@ -21,10 +21,10 @@ class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
     """Multiply the rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
 
     The book's "performance scheduling". Named apart from PyTorch's ``ReduceLROnPlateau`` because its
-    ``patience`` counts differently (below). Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5, patience=5`` on ``val_loss``), built on
-    PyTorch's class. Where the two differ, Keras wins: ``patience`` counts the epochs without improvement
-    *including* the one that triggers the cut (PyTorch's ``patience=5`` cuts at the 6th bad epoch; this
-    class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and ``self.keras_patience``
+    ``patience`` counts differently (below). Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5,
+    patience=5`` on ``val_loss``), built on PyTorch's class. Where the two differ, Keras wins: ``patience``
+    counts the epochs without improvement *including* the one that triggers the cut (PyTorch's ``patience=5``
+    cuts at the 6th bad epoch; this class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and ``self.keras_patience``
     the argument); ``min_delta`` is an absolute improvement threshold (PyTorch's default is relative); and
     every cut happens however small (PyTorch's ``eps`` skips cuts below 1e-8).
     Cooldown counting follows PyTorch. ``monitor`` and ``interval`` tell ``Classifier`` how Lightning must
@@ -82,7 +82,7 @@ class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
         self.keras_patience = int(patience)
         super().__init__(
             optimizer,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             factor=factor,
             patience=max(int(patience), 1) - 1,
             threshold=min_delta,

@@ -11,7 +11,7 @@ import torch
 from lit_deep import Classifier
 from lit_deep.cli import LitDeepCLI, main
 from lit_deep.data import FashionMNISTDataModule, write_idx
-from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PowerDecay, PlateauDecay
+from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PlateauDecay, PowerDecay
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "schedules"
 EXPECTED = {

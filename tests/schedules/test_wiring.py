@@ -17,8 +17,8 @@ from lit_deep.schedules import (
     ExponentialDecay,
     OneCycle,
     PiecewiseConstant,
-    PowerDecay,
     PlateauDecay,
+    PowerDecay,
     lightning_scheduler_config,
 )
 from tests.schedules.conftest import LRRecorder, tiny_classifier, tiny_trainer
