@@ -47,15 +47,16 @@ class FreezeUnfreeze(Callback):
 
     **Learning rates.** At a milestone, the groups of the parameters it unfreezes get the current rate of the
     ``"head"`` group (else the first never-frozen group) times that milestone's factor, once: a number applies to
-    every milestone, ``{epoch: factor}`` gives each its own (fastai's discriminative rates, e.g.
-    ``{4: 0.1, 8: 0.01}``). The schedule then carries on: the group's ``lr_scale`` is set for lit_deep's
-    schedules, ``PlateauDecay``, ``ReduceLROnPlateau`` and the chainable PyTorch schedulers multiply the new
-    rate, and closed-form PyTorch schedulers (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``, ...) get their base
-    rates for that group scaled (:func:`lit_deep.schedules.rescale_groups`). This needs the unfrozen parameters in
-    groups of their own: ``Classifier`` makes them (this callback fills its ``param_group_splits`` in ``setup``, so a milestone ``"backbone.3"`` becomes the groups
-    ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule, group them in
-    ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters too (build
-    it over ``self.parameters()``, not only those that require gradients); an optimizer without them is refused.
+    every milestone, ``{epoch: factor}`` gives each its own (fastai's discriminative rates, e.g. ``{4: 0.1, 8:
+    0.01}``). The schedule then carries on: the group's ``lr_scale`` is set for lit_deep's schedules,
+    ``PlateauDecay``, ``ReduceLROnPlateau`` and the chainable PyTorch schedulers multiply the new rate, and
+    closed-form PyTorch schedulers (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``, ...) get their base rates for that
+    group scaled (:func:`lit_deep.schedules.rescale_groups`). This needs the unfrozen parameters in groups of their
+    own: ``Classifier`` makes them (this callback fills its ``param_group_splits`` in ``setup``, so a milestone
+    ``"backbone.3"`` becomes the groups ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule,
+    group them in ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters
+    too (build it over ``self.parameters()``, not only those that require gradients); an optimizer without them is
+    refused.
 
     Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``,
     Lightning's demo ``LightningTransformer``), else to the LightningModule, and must exist by ``setup`` (not

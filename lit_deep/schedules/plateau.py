@@ -20,15 +20,15 @@ _MODES: tuple[str, ...] = get_args(PlateauMode)
 class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
     """Multiply the rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
 
-    The book's "performance scheduling". Named apart from PyTorch's ``ReduceLROnPlateau`` because its
-    ``patience`` counts differently (below). Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5,
-    patience=5`` on ``val_loss``), built on PyTorch's class. Where the two differ, Keras wins: ``patience``
-    counts the epochs without improvement *including* the one that triggers the cut (PyTorch's ``patience=5``
-    cuts at the 6th bad epoch; this class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and ``self.keras_patience``
-    the argument); ``min_delta`` is an absolute improvement threshold (PyTorch's default is relative); and
-    every cut happens however small (PyTorch's ``eps`` skips cuts below 1e-8).
-    Cooldown counting follows PyTorch. ``monitor`` and ``interval`` tell ``Classifier`` how Lightning must
-    step it: once per epoch, with the logged metric.
+    The book's "performance scheduling". Named apart from PyTorch's ``ReduceLROnPlateau`` because its ``patience``
+    counts differently (below). Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5, patience=5`` on
+    ``val_loss``), built on PyTorch's class. Where the two differ, Keras wins: ``patience`` counts the epochs
+    without improvement *including* the one that triggers the cut (PyTorch's ``patience=5`` cuts at the 6th bad
+    epoch; this class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and
+    ``self.keras_patience`` the argument); ``min_delta`` is an absolute improvement threshold (PyTorch's default is
+    relative); and every cut happens however small (PyTorch's ``eps`` skips cuts below 1e-8). Cooldown counting
+    follows PyTorch. ``monitor`` and ``interval`` tell ``Classifier`` how Lightning must step it: once per epoch,
+    with the logged metric.
 
     Args:
         optimizer: the optimizer.
