@@ -30,6 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lit_deep._cli_choices import choices_help
 from lit_deep._io import check_writable, write_json
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
@@ -72,7 +73,14 @@ class LitDeepCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add ``--test_after_fit`` and ``--find-lr``."""
+        """Add ``--test_after_fit`` and ``--find-lr``; list lit_deep's choice arguments in the help."""
+        parser.epilog = choices_help()
+        # Keep the epilog's lines (argparse would reflow them into one paragraph); the rest formats as before.
+        parser.formatter_class = type(
+            "LitDeepHelpFormatter",
+            (parser.formatter_class,),
+            {"_fill_text": argparse.RawDescriptionHelpFormatter._fill_text},
+        )
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Run the test split after fit.")
         parser.add_argument(
             "--find_lr",

@@ -4,7 +4,15 @@ Models describe themselves as data with :func:`describe` and are rebuilt by :fun
 only); :func:`transfer` puts a new head on a pretrained backbone.
 """
 
-from lit_deep.models._base import ACTIVATIONS, DROPOUT_KINDS, BackboneHead, make_activation, make_dropout
+from lit_deep.models._base import (
+    ACTIVATIONS,
+    DROPOUT_KINDS,
+    Activation,
+    BackboneHead,
+    DropoutKind,
+    make_activation,
+    make_dropout,
+)
 from lit_deep.models._record import register_model
 from lit_deep.models.autoencoder import Autoencoder
 from lit_deep.models.cnn import CNN
@@ -24,6 +32,8 @@ __all__ = [
     "ACTIVATIONS",
     "CNN",
     "DROPOUT_KINDS",
+    "Activation",
+    "DropoutKind",
     "MLP",
     "Autoencoder",
     "BackboneHead",

@@ -5,6 +5,7 @@ from lit_deep.nn.constraints import max_norm_
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.nn.init import (
     INIT_SCHEMES,
+    InitScheme,
     glorot_normal_,
     glorot_uniform_,
     he_normal_,
@@ -17,6 +18,7 @@ from lit_deep.nn.init import (
 
 __all__ = [
     "INIT_SCHEMES",
+    "InitScheme",
     "MCAlphaDropout",
     "MCDropout",
     "glorot_normal_",

@@ -14,7 +14,7 @@ from lit_deep.schedules._base import ClosedFormLR, default_total_steps
 from lit_deep.schedules.decay import ExponentialDecay, PiecewiseConstant, PowerDecay
 from lit_deep.schedules.groups import mixed_group, reference_group, rescale_groups, scale_scheduler
 from lit_deep.schedules.lr_finder import LRFinderResult, apply_found_lr, find_lr, suggest_lr
-from lit_deep.schedules.one_cycle import ONE_CYCLE_PRESETS, OneCycle, OneCyclePreset
+from lit_deep.schedules.one_cycle import ONE_CYCLE_PRESETS, OneCycle, OneCyclePreset, OneCyclePresetName
 from lit_deep.schedules.plateau import PlateauDecay, ReduceLROnPlateau
 from lit_deep.schedules.plot import ScheduleTrace, plot_lr_finder, plot_schedule, schedule_trace
 from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
@@ -26,6 +26,7 @@ __all__ = [
     "LRFinderResult",
     "OneCycle",
     "OneCyclePreset",
+    "OneCyclePresetName",
     "PiecewiseConstant",
     "PlateauDecay",
     "PowerDecay",

@@ -17,7 +17,7 @@ import contextvars
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import Tensor
 from torch.optim import Optimizer
@@ -25,6 +25,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 __all__ = [
     "INTERVALS",
+    "Interval",
     "ClosedFormLR",
     "check_interval",
     "check_positive",
@@ -32,7 +33,9 @@ __all__ = [
     "resolve_total_steps",
 ]
 
-INTERVALS = ("step", "epoch")
+#: How often Lightning steps a schedule: every optimizer step or every epoch.
+Interval = Literal["step", "epoch"]
+INTERVALS: tuple[str, ...] = get_args(Interval)
 _TOTAL_STEPS: contextvars.ContextVar[Callable[[], int | float] | None] = contextvars.ContextVar(
     "lit_deep_total_steps", default=None
 )
