@@ -115,9 +115,14 @@ class Classifier(LitDeepModule):
             )
             setattr(self, f"{stage}_acc", acc if stage != "train" else MeanMetric())
             setattr(self, f"{stage}_nll", MeanMetric())
-        # Training sums [correct, nll, images], accumulated with one tensor op a step and handed to the
-        # torchmetrics means (which reduce over DDP ranks) once per epoch: a torchmetrics update costs ~40 us.
-        self.register_buffer("_train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
+        # Training sums (correct predictions, NLL) and the image count, accumulated with two in-place tensor ops
+        # a step and handed to the torchmetrics means (which reduce over DDP ranks) once per epoch: a torchmetrics
+        # update costs ~40 us a step. Buffers, so that they live on the model's device.
+        self._train_correct: torch.Tensor
+        self._train_nll: torch.Tensor
+        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
+        self.register_buffer("_train_nll", torch.zeros((), dtype=torch.float64), persistent=False)
+        self._train_seen = 0
 
     @classmethod
     def from_zoo(
@@ -221,35 +226,53 @@ class Classifier(LitDeepModule):
         """Cross-entropy plus penalties; training sums the epoch's accuracy and NLL, other stages log metrics."""
         x, y = batch
         logits = self(x)
+        if stage == "train":
+            return self._train_step(logits, y)
         nll = self._per_sample_nll(logits, y)
         loss = nll.mean() + self.penalty()
         preds = (logits.squeeze(-1) > 0).long() if self.binary else logits.argmax(dim=-1)
-        if stage == "train":
-            batch_sums = torch.stack([(preds == y).sum().to(nll.dtype), nll.detach().sum(), nll.new_tensor(y.numel())])
-            self._train_sums.add_(batch_sums)  # type: ignore[operator]  # a buffer: Module.__getattr__ is untyped
-        else:
-            acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
-            acc.update(preds, y)
-            mean_nll.update(nll.detach())
-            # Lightning computes, syncs and resets logged Metric objects at epoch end. Passing a Metric to
-            # self.log costs a walk over its state on every call; training metrics are therefore logged once
-            # per epoch, in on_train_epoch_end (see lit_deep.modules._logging).
-            batch_size = y.shape[0]
-            self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
-            self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
+        acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
+        acc.update(preds, y)
+        mean_nll.update(nll.detach())
+        # Lightning computes, syncs and resets logged Metric objects at epoch end. Passing a Metric to
+        # self.log costs a walk over its state on every call; training metrics are therefore logged once
+        # per epoch, in on_train_epoch_end (see lit_deep.modules._logging).
+        batch_size = y.shape[0]
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
+        self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def _train_step(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # The fewest tensor ops: per-image NLLs are not needed to train. Multi-class: the fused mean cross-entropy,
+        # whose gradients are bitwise those of the per-image form's mean; binary keeps the per-image form (its
+        # fused mean differs in the last bit). No penalty op at all without l1/l2.
+        detached = logits.detach()
+        if self.binary:
+            flat = logits.squeeze(-1)
+            nll = F.binary_cross_entropy_with_logits(flat, y.float(), reduction="none")
+            loss = nll.mean()
+            self._train_nll.add_(nll.detach().sum())
+            preds = (detached.squeeze(-1) > 0).long()
+        else:
+            loss = F.cross_entropy(logits, y)
+            self._train_nll.add_(loss.detach(), alpha=y.shape[0])
+            preds = detached.argmax(dim=-1)
+        self._train_correct.add_((preds == y).sum())
+        self._train_seen += y.shape[0]
+        return loss + self.penalty() if self.l1 or self.l2 else loss
 
     # ----------------------------------------------------------------- Lightning hooks
     def on_train_epoch_end(self) -> None:
         """Log the epoch's ``train_acc`` and ``train_nll`` (reduced over DDP ranks by torchmetrics) and reset."""
-        sums: torch.Tensor = self._train_sums  # type: ignore[assignment]  # a buffer: Module.__getattr__ is untyped
-        correct, nll_sum, count = sums.tolist()
+        correct, nll_sum, count = int(self._train_correct), float(self._train_nll), self._train_seen
         if count:
             acc: Metric = self.train_acc  # type: ignore[assignment]  # set with setattr in __init__
             mean_nll: Metric = self.train_nll  # type: ignore[assignment]
             acc.update(correct / count, weight=count)
             mean_nll.update(nll_sum / count, weight=count)
-        sums.zero_()
+        self._train_correct.zero_()
+        self._train_nll.zero_()
+        self._train_seen = 0
         super().on_train_epoch_end()
 
     def on_validation_epoch_end(self) -> None:
