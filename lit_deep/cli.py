@@ -232,8 +232,16 @@ def parse_error_line(message: str) -> str:
         ...     '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: 2.5\n'
         ... )
         '--data.init_args.batch_size: expected an int, got 2.5'
+        >>> parse_error_line(
+        ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
+        ...     "        Parser key \"task\":\n          Expected a typing.Literal['full', 'A', 'B']. Got value: C\n"
+        ... )
+        "--data.init_args.task: expected one of ('full', 'A', 'B'), got 'C'"
     """
     keys = re.findall(r'Parser key "([^"]+)"', message)
+    choices = re.search(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", message)
+    if keys and choices:  # a choice argument (a Literal type): the library's own wording for the Python API
+        return f"--{'.init_args.'.join(keys)}: expected one of ({choices[1]}), got {choices[2].strip()!r}"
     expected = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
     if keys and expected:
         flag = "--" + ".init_args.".join(keys)
