@@ -59,8 +59,17 @@ def _trainer() -> pl.Trainer:
 
 
 class _Timer(pl.Callback):
+    """The epoch's wall time, and each step's (batch start to batch end: step, backward, optimizer)."""
+
     def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.start = time.perf_counter()
+        self.steps: list[float] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        self.step_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+        self.steps.append(time.perf_counter() - self.step_start)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.seconds = time.perf_counter() - self.start
@@ -96,6 +105,9 @@ MODULES = {
 }
 
 
+STEP_MEDIANS: dict[tuple[int, str], list[float]] = {}
+
+
 def lightning_epoch(
     model: torch.nn.Module, train: DataLoader | FashionMNISTDataModule, module: str = "classifier"
 ) -> float:
@@ -107,6 +119,8 @@ def lightning_epoch(
         trainer.fit(lightning_module, datamodule=train)
     else:
         trainer.fit(lightning_module, train_dataloaders=train)
+    if isinstance(train, FashionMNISTDataModule):  # per-step medians resist the load spikes of a shared machine
+        STEP_MEDIANS.setdefault((train.batch_size, module), []).append(statistics.median(timer.steps))
     return timer.seconds
 
 
@@ -148,6 +162,14 @@ def main() -> None:
     print("Classifier, base and bare all run on the DataModule; DM/hand: Classifier epoch over the hand-written loop;")
     print("TD/DM: TensorDataset epoch time over the DataModule's (goal > 1 at batch 32);")
     print("base-bare, clf-bare: per optimizer step, over a bare LightningModule (goal <= 0.15 ms).")
+    print("\nMedian step (batch start to end), median over the repeats, and the excess over the bare module:")
+    for batch_size, _, _ in rows:
+        step = {m: 1000 * statistics.median(STEP_MEDIANS[(batch_size, m)]) for m in ("bare", "base", "classifier")}
+        print(
+            f"  batch {batch_size:>3}: bare {step['bare']:.3f} ms, base {step['base']:.3f} ms "
+            f"(+{step['base'] - step['bare']:.3f}), Classifier {step['classifier']:.3f} ms "
+            f"(+{step['classifier'] - step['bare']:.3f})"
+        )
 
 
 if __name__ == "__main__":
