@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from lit_deep._validate import check_int, check_non_negative
+from lit_deep._validate import check_non_negative
 from lit_deep.modules._optim import OptimizerName, penalised_weights
 from lit_deep.modules.base import LitDeepModule, Stage
 from lit_deep.schedules.wiring import ScheduleFactory
@@ -91,7 +91,8 @@ class Classifier(LitDeepModule):
         mc_seed: int | None = None,
     ) -> None:
         self_l1, self_l2 = check_non_negative("l1", l1), check_non_negative("l2", l2)
-        check_int("mc_samples", mc_samples, minimum=0)
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
+            raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
         super().__init__(model, optimizer, lr, weight_decay, schedule, optimizer_kwargs)
         self.l1, self.l2 = self_l1, self_l2
         self.class_names = class_names
