@@ -30,6 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from lit_deep._cli_choices import choices_help
 from lit_deep._io import check_writable, write_json
 from lit_deep.data.datamodule import FashionMNISTDataModule
 from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
@@ -72,7 +73,14 @@ class LitDeepCLI(LightningCLI):
         return trainer
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add ``--test_after_fit`` and ``--find-lr``."""
+        """Add ``--test_after_fit`` and ``--find-lr``; list lit_deep's choice arguments in the help."""
+        parser.epilog = choices_help()
+        # Keep the epilog's lines (argparse would reflow them into one paragraph); the rest formats as before.
+        parser.formatter_class = type(
+            "LitDeepHelpFormatter",
+            (parser.formatter_class,),
+            {"_fill_text": argparse.RawDescriptionHelpFormatter._fill_text},
+        )
         parser.add_argument("--test_after_fit", type=bool, default=True, help="Run the test split after fit.")
         parser.add_argument(
             "--find_lr",
@@ -224,8 +232,16 @@ def parse_error_line(message: str) -> str:
         ...     '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: 2.5\n'
         ... )
         '--data.init_args.batch_size: expected an int, got 2.5'
+        >>> parse_error_line(
+        ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
+        ...     "        Parser key \"task\":\n          Expected a typing.Literal['full', 'A', 'B']. Got value: C\n"
+        ... )
+        "--data.init_args.task: expected one of ('full', 'A', 'B'), got 'C'"
     """
     keys = re.findall(r'Parser key "([^"]+)"', message)
+    choices = re.search(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", message)
+    if keys and choices:  # a choice argument (a Literal type): the library's own wording for the Python API
+        return f"--{'.init_args.'.join(keys)}: expected one of ({choices[1]}), got {choices[2].strip()!r}"
     expected = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
     if keys and expected:
         flag = "--" + ".init_args.".join(keys)

@@ -22,7 +22,7 @@ import torch
 from lit_deep import Classifier
 from lit_deep.callbacks import LayerStats, MaxNorm
 from lit_deep.cli import main
-from lit_deep.data import BatchSampler, DataNotFoundError, FashionMNISTDataModule, IDXError, read_idx
+from lit_deep.data import DataNotFoundError, DistributedBatchSampler, FashionMNISTDataModule, IDXError, read_idx
 from lit_deep.data import fashion_mnist as fm
 from lit_deep.data._idx import parse_idx
 from lit_deep.models import MLP
@@ -82,9 +82,9 @@ def _truncated_gzip(data: FakeFMNIST, tmp_path: Path) -> None:
 
 
 def _resume_other_batch_size(data: FakeFMNIST, tmp_path: Path) -> None:
-    sampler = BatchSampler(40, 8, shuffle=True)
+    sampler = DistributedBatchSampler(40, 8, shuffle=True)
     next(iter(sampler))
-    BatchSampler(40, 16, shuffle=True).load_state_dict(sampler.state_dict())
+    DistributedBatchSampler(40, 16, shuffle=True).load_state_dict(sampler.state_dict())
 
 
 def _dm(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:

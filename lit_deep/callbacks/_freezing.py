@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.strategies import DDPStrategy, ParallelStrategy
 from torch.nn.parallel import DistributedDataParallel
 
-from lit_deep.callbacks._helpers import as_patterns
+from lit_deep.callbacks.select import as_patterns
 
 __all__ = ["Milestones", "check_strategy", "lr_factors", "milestones", "rewrap_ddp"]
 

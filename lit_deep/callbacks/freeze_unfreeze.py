@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -13,19 +13,15 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
-from lit_deep.callbacks._helpers import (
-    BATCH_NORMS,
-    as_patterns,
-    matches,
-    mixed_group,
-    rescale_groups,
-    resolve_root,
-    select_parameters,
-)
+from lit_deep.callbacks.contract import TrainableModule, root_module
+from lit_deep.callbacks.select import BATCH_NORMS, as_patterns, matches, select_parameters
+from lit_deep.schedules.groups import mixed_group, rescale_groups
 
 __all__ = ["FreezeUnfreeze"]
 
-_BN_MODES = ("eval", "train")
+#: What happens to the frozen BatchNorm layers: kept in eval mode (the book, Keras) or left training.
+BatchNormMode = Literal["eval", "train"]
+_BN_MODES: tuple[str, ...] = get_args(BatchNormMode)
 
 
 class FreezeUnfreeze(Callback):
@@ -51,15 +47,16 @@ class FreezeUnfreeze(Callback):
 
     **Learning rates.** At a milestone, the groups of the parameters it unfreezes get the current rate of the
     ``"head"`` group (else the first never-frozen group) times that milestone's factor, once: a number applies to
-    every milestone, ``{epoch: factor}`` gives each its own (fastai's discriminative rates, e.g.
-    ``{4: 0.1, 8: 0.01}``). The schedule then carries on: the group's ``lr_scale`` is set for lit_deep's
-    schedules, ``ReduceLROnPlateau`` and the chainable PyTorch schedulers multiply the new rate, and closed-form
-    PyTorch schedulers (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``, ...) get their base rates for that group
-    scaled. This needs the unfrozen parameters in groups of their own: ``Classifier`` makes them (this callback
-    fills its ``param_group_splits`` in ``setup``, so a milestone ``"backbone.3"`` becomes the groups
-    ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule, group them in
-    ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters too (build
-    it over ``self.parameters()``, not only those that require gradients); an optimizer without them is refused.
+    every milestone, ``{epoch: factor}`` gives each its own (fastai's discriminative rates, e.g. ``{4: 0.1, 8:
+    0.01}``). The schedule then carries on: the group's ``lr_scale`` is set for lit_deep's schedules,
+    ``PlateauDecay``, ``ReduceLROnPlateau`` and the chainable PyTorch schedulers multiply the new rate, and
+    closed-form PyTorch schedulers (``LambdaLR``, ``OneCycleLR``, ``CyclicLR``, ...) get their base rates for that
+    group scaled (:func:`lit_deep.schedules.rescale_groups`). This needs the unfrozen parameters in groups of their
+    own: ``Classifier`` makes them (this callback fills its ``param_group_splits`` in ``setup``, so a milestone
+    ``"backbone.3"`` becomes the groups ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule,
+    group them in ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters
+    too (build it over ``self.parameters()``, not only those that require gradients); an optimizer without them is
+    refused.
 
     Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``,
     Lightning's demo ``LightningTransformer``), else to the LightningModule, and must exist by ``setup`` (not
@@ -107,7 +104,7 @@ class FreezeUnfreeze(Callback):
         modules: str | Sequence[str] = "backbone",
         unfreeze_at_epoch: int | Milestones | None = 4,
         lr_factor: float | Mapping[int, float] = 0.1,
-        bn: str = "eval",
+        bn: BatchNormMode = "eval",
     ) -> None:
         super().__init__()
         self.modules = as_patterns(modules, "modules")
@@ -163,17 +160,16 @@ class FreezeUnfreeze(Callback):
             return
         if self.milestones:
             check_strategy(trainer)
-        root = resolve_root(pl_module)
+        root = root_module(pl_module)
         # Parameters the user froze before fit are not ours: they stay frozen and are never unfrozen.
         self._frozen = {n: p for n, p in select_parameters(root, self.modules, "modules").items() if p.requires_grad}
         frozen_ids = {id(p) for p in self._frozen.values()}
         if not any(p.requires_grad and id(p) not in frozen_ids for p in pl_module.parameters()):
             raise ValueError(f"modules: {list(self.modules)} freezes every parameter of the model; nothing would train")
         self._unfreezes = self._resolve_milestones(root)
-        splits = getattr(pl_module, "param_group_splits", None)
-        if isinstance(splits, dict):  # Classifier: each milestone gets groups of its own (setup precedes optimizers)
-            for epoch, params in self._unfreezes.items():
-                splits[",".join(self.milestones[epoch])] = list(params)
+        if isinstance(pl_module, TrainableModule):  # the contract: each milestone gets groups of its own
+            for epoch, params in self._unfreezes.items():  # (setup precedes configure_optimizers)
+                pl_module.param_group_splits[",".join(self.milestones[epoch])] = list(params)
         self._wrapped_with = None
         self._refresh()  # before the strategy wraps the model: DDP will skip the frozen parameters
 
@@ -184,7 +180,7 @@ class FreezeUnfreeze(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After a checkpoint's state was loaded and after the strategy converted layers (SyncBatchNorm).
-        root = resolve_root(pl_module)
+        root = root_module(pl_module)
         self._bn_layers = {
             name: m for name, m in root.named_modules() if isinstance(m, BATCH_NORMS) and matches(name, self.modules)
         }

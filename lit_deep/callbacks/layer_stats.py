@@ -16,7 +16,9 @@ from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
 from lit_deep._io import save_figure
-from lit_deep.callbacks._helpers import LAYERS, Selector, as_selectors, resolve_root, select_modules
+from lit_deep._validate import check_int
+from lit_deep.callbacks.contract import root_module
+from lit_deep.callbacks.select import LAYERS, Selector, as_selectors, select_modules
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,9 +89,7 @@ class LayerStats(Callback):
         plot_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
-            raise ValueError(f"every_n_steps: must be an integer >= 1, got {every_n_steps!r}")
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = check_int("every_n_steps", every_n_steps, minimum=1)
         self.modules = None if modules is None else as_selectors(modules, "modules")
         self.log_gradients = log_gradients
         self.plot_path = None if plot_path is None else Path(plot_path)
@@ -105,7 +105,7 @@ class LayerStats(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        root = resolve_root(pl_module)
+        root = root_module(pl_module)
         self._layers = (
             _activation_layers(root) if self.modules is None else select_modules(root, self.modules, "modules")
         )

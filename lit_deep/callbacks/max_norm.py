@@ -14,7 +14,8 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from lit_deep.callbacks._helpers import LAYERS, Selector, as_selectors, resolve_root, select_modules
+from lit_deep.callbacks.contract import root_module
+from lit_deep.callbacks.select import LAYERS, Selector, as_selectors, select_modules
 
 __all__ = ["MaxNorm"]
 
@@ -97,7 +98,7 @@ class MaxNorm(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        root = resolve_root(pl_module)
+        root = root_module(pl_module)
         self._weights = {}
         for selector, bound in self.bounds.items():
             if selector is None:

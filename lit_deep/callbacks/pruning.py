@@ -11,26 +11,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
-from lit_deep.callbacks._helpers import LAYERS, resolve_root
+from lit_deep.callbacks.contract import root_module
+from lit_deep.callbacks.select import LAYERS
+from lit_deep.nn.compression import sparsity
 
-__all__ = ["MagnitudePruning", "sparsity"]
-
-
-def sparsity(model: nn.Module) -> float:
-    """The fraction of exactly-zero entries over the weight matrices and kernels (2-D or more) of ``model``.
-
-    Example::
-
-        >>> layer = nn.Linear(4, 2)
-        >>> with torch.no_grad():
-        ...     layer.weight[0] = 0.0
-        >>> sparsity(layer)
-        0.5
-    """
-    weights = [p for p in model.parameters() if p.dim() >= 2]
-    total = sum(p.numel() for p in weights)
-    zeros = sum(int((p == 0).sum()) for p in weights)
-    return zeros / total if total else 0.0
+__all__ = ["MagnitudePruning"]
 
 
 class MagnitudePruning(Callback):
@@ -82,7 +67,7 @@ class MagnitudePruning(Callback):
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start_epoch is not None and trainer.current_epoch >= self.start_epoch and not self._masks:
-            self._report(self.prune(resolve_root(pl_module)), trainer)
+            self._report(self.prune(root_module(pl_module)), trainer)
 
     @override
     def on_train_batch_end(
@@ -95,7 +80,7 @@ class MagnitudePruning(Callback):
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.start_epoch is None or not self._masks:
-            self._report(self.prune(resolve_root(pl_module)), trainer)
+            self._report(self.prune(root_module(pl_module)), trainer)
 
     @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

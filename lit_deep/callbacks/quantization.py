@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,46 +14,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
-__all__ = ["DynamicQuantization", "measure_latency", "quantize_dynamic_int8"]
+from lit_deep._validate import check_int
+from lit_deep.nn.compression import measure_latency, quantize_dynamic_int8
 
-
-def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose Linear layers run with int8 weights and dynamically quantised activations.
-
-    PyTorch's ``torch.ao.quantization.quantize_dynamic`` (deprecated in favour of torchao, still shipped);
-    CPU only. The original model is not modified.
-
-    Example::
-
-        >>> net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
-        >>> "quantized.dynamic" in type(quantize_dynamic_int8(net)[0]).__module__
-        True
-    """
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the deprecation notice of quantized tensors, once per layer
-        return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {nn.Linear}, dtype=torch.qint8)
-
-
-@torch.inference_mode()
-def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> float:
-    """Median seconds of one forward pass of ``model`` on ``x`` (after two warm-up passes).
-
-    Example::
-
-        >>> measure_latency(nn.Linear(4, 2), torch.zeros(3, 4), repeats=3) > 0
-        True
-    """
-    model.eval()
-    for _ in range(2):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+__all__ = ["DynamicQuantization"]
 
 
 @torch.inference_mode()
@@ -87,12 +49,8 @@ class DynamicQuantization(Callback):
     """
 
     def __init__(self, batch_size: int = 256, repeats: int = 50) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
-        if repeats < 1:
-            raise ValueError(f"repeats: must be at least 1, got {repeats}")
-        self.batch_size = batch_size
-        self.repeats = repeats
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.repeats = check_int("repeats", repeats, minimum=1)
         self.report: dict[str, float] = {}
 
     @override

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["BatchSampler", "ResumableLoader", "TensorBatches"]
+__all__ = ["DistributedBatchSampler", "ResumableLoader", "TensorBatches"]
 
 # What must match for a saved mid-epoch position to mean the same batches in this run.
 _ORDER_KEYS = ("size", "batch_size", "seed", "num_replicas", "drop_last", "even_shards")
@@ -65,8 +65,11 @@ class TensorBatches(Dataset):
         return (self.transform(x) if self.transform is not None else x), self.targets[index]
 
 
-class BatchSampler(DistributedSampler):
-    """Yields this rank's batches of indices for a :class:`TensorBatches` dataset.
+class DistributedBatchSampler(DistributedSampler):
+    """Yields this rank's batches of indices for a :class:`TensorBatches` dataset; resumable mid-epoch.
+
+    A ``DistributedSampler`` to Lightning (which then leaves it alone and calls its ``set_epoch``) that works
+    without a process group: it does not call ``DistributedSampler.__init__``, which needs one.
 
     Args:
         size: number of items in the dataset.
@@ -84,13 +87,13 @@ class BatchSampler(DistributedSampler):
 
     Example::
 
-        >>> sampler = BatchSampler(10, batch_size=4, shuffle=False, num_replicas=2, rank=1)
+        >>> sampler = DistributedBatchSampler(10, batch_size=4, shuffle=False, num_replicas=2, rank=1)
         >>> [(s.start, s.stop) for s in sampler], len(sampler)
         ([(5, 9), (9, 10)], 2)
-        >>> shuffled = BatchSampler(10, batch_size=3, shuffle=True)
+        >>> shuffled = DistributedBatchSampler(10, batch_size=3, shuffle=True)
         >>> first = iter(shuffled)
         >>> consumed = next(first)
-        >>> resumed = BatchSampler(10, batch_size=3, shuffle=True)
+        >>> resumed = DistributedBatchSampler(10, batch_size=3, shuffle=True)
         >>> resumed.load_state_dict(shuffled.state_dict())
         >>> [b.tolist() for b in resumed] == [b.tolist() for b in first]
         True
@@ -189,7 +192,7 @@ class BatchSampler(DistributedSampler):
 
 
 class ResumableLoader(DataLoader):
-    """A ``DataLoader`` over a :class:`BatchSampler` with Lightning's stateful-dataloader protocol.
+    """A ``DataLoader`` over a :class:`DistributedBatchSampler` with Lightning's stateful-dataloader protocol.
 
     Lightning saves ``state_dict()`` of every training loader that has one in its checkpoints and calls
     ``load_state_dict`` on resume (``trainer.fit(..., ckpt_path=...)``), so a run stopped in the middle of an
@@ -198,29 +201,29 @@ class ResumableLoader(DataLoader):
 
     Args:
         dataset: the batches' dataset (:class:`TensorBatches`).
-        sampler: the :class:`BatchSampler` that yields whole batches of indices.
+        sampler: the :class:`DistributedBatchSampler` that yields whole batches of indices.
 
     Example::
 
         >>> data = TensorBatches(torch.arange(6.0).view(6, 1), torch.arange(6))
-        >>> loader = ResumableLoader(data, BatchSampler(6, batch_size=2))
+        >>> loader = ResumableLoader(data, DistributedBatchSampler(6, batch_size=2))
         >>> batches = iter(loader)
         >>> _ = next(batches)
-        >>> again = ResumableLoader(data, BatchSampler(6, batch_size=2))
+        >>> again = ResumableLoader(data, DistributedBatchSampler(6, batch_size=2))
         >>> again.load_state_dict(loader.state_dict())
         >>> [y.tolist() for _, y in again]
         [[2, 3], [4, 5]]
     """
 
-    def __init__(self, dataset: TensorBatches, sampler: BatchSampler) -> None:
+    def __init__(self, dataset: TensorBatches, sampler: DistributedBatchSampler) -> None:
         # batch_size=None: the sampler already yields whole batches; no per-item collate.
         super().__init__(dataset, sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator())
         self.batches = sampler
 
     def state_dict(self) -> dict[str, int]:
-        """The sampler's position (see :meth:`BatchSampler.state_dict`)."""
+        """The sampler's position (see :meth:`DistributedBatchSampler.state_dict`)."""
         return self.batches.state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume the sampler at the saved position (see :meth:`BatchSampler.load_state_dict`)."""
+        """Resume the sampler at the saved position (see :meth:`DistributedBatchSampler.load_state_dict`)."""
         self.batches.load_state_dict(state_dict)

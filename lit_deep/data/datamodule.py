@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lit_deep.data._batches import BatchSampler, ResumableLoader, TensorBatches
+from lit_deep.data._batches import DistributedBatchSampler, ResumableLoader, TensorBatches
 from lit_deep.data._rng import get_rng_state, set_rng_state
 from lit_deep.data.augment import RandomShiftFlip
 from lit_deep.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 
-__all__ = ["TASKS", "FashionMNISTDataModule"]
+__all__ = ["TASKS", "FashionMNISTDataModule", "Task"]
 
-TASKS = ("full", "A", "B")
+#: The tasks: all ten classes, the book's task A (eight classes) and task B (sandal vs shirt).
+Task = Literal["full", "A", "B"]
+TASKS: tuple[str, ...] = get_args(Task)
 _TRAIN_SIZE = 60_000
 # Near-constant border pixels have a per-pixel std of ~4e-4; dividing by it would turn one grey level into
 # thousands of standard deviations. The std is floored at one grey level (1/255).
@@ -95,7 +97,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        task: str = "full",
+        task: Task = "full",
         batch_size: int = 32,
         standardize: bool = False,
         val_size: int = 5000,
@@ -147,7 +149,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         self.train_set: TensorBatches | None = None
         self.val_set: TensorBatches | None = None
         self.test_set: TensorBatches | None = None
-        self._train_sampler: BatchSampler | None = None
+        self._train_sampler: DistributedBatchSampler | None = None
         self._pending_order: dict[str, Any] | None = None  # a checkpoint's training position, for the next loader
         self._augment_state: torch.Tensor | None = None  # a checkpoint's augmentation generator, for setup()
 
@@ -228,7 +230,7 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def _loader(self, data: TensorBatches | None, train: bool) -> DataLoader:
         if data is None:
             raise RuntimeError("FashionMNISTDataModule: call setup() before asking for a dataloader")
-        sampler = BatchSampler(
+        sampler = DistributedBatchSampler(
             len(data),
             self.batch_size if train else self.eval_batch_size,
             shuffle=train,

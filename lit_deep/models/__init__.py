@@ -4,11 +4,26 @@ Models describe themselves as data with :func:`describe` and are rebuilt by :fun
 only); :func:`transfer` puts a new head on a pretrained backbone.
 """
 
-from lit_deep.models._base import ACTIVATIONS, DROPOUT_KINDS, BackboneHead, make_activation, make_dropout
+from lit_deep.models._base import (
+    ACTIVATIONS,
+    DROPOUT_KINDS,
+    Activation,
+    BackboneHead,
+    DropoutKind,
+    make_activation,
+    make_dropout,
+)
 from lit_deep.models._record import register_model
 from lit_deep.models.autoencoder import Autoencoder
 from lit_deep.models.cnn import CNN
-from lit_deep.models.description import DescriptionError, build, check_description, describe, describe_or_none
+from lit_deep.models.description import (
+    DescriptionError,
+    build,
+    check_description,
+    describe,
+    describe_or_none,
+    resolve_class,
+)
 from lit_deep.models.mlp import MLP
 from lit_deep.models.preprocess import Preprocess
 from lit_deep.models.transfer import FromCheckpoint, load_checkpoint_model, transfer
@@ -17,6 +32,8 @@ __all__ = [
     "ACTIVATIONS",
     "CNN",
     "DROPOUT_KINDS",
+    "Activation",
+    "DropoutKind",
     "MLP",
     "Autoencoder",
     "BackboneHead",
@@ -31,5 +48,6 @@ __all__ = [
     "make_activation",
     "make_dropout",
     "register_model",
+    "resolve_class",
     "transfer",
 ]

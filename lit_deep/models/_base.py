@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 from torch import nn
@@ -12,15 +12,28 @@ from typing_extensions import Self
 
 from lit_deep.models._record import RecordsInit
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
-from lit_deep.nn.init import glorot_uniform_
+from lit_deep.nn.init import InitScheme, glorot_uniform_
 
-__all__ = ["ACTIVATIONS", "DROPOUT_KINDS", "BackboneHead", "make_activation", "make_dropout", "new_head"]
+__all__ = [
+    "ACTIVATIONS",
+    "DROPOUT_KINDS",
+    "Activation",
+    "BackboneHead",
+    "DropoutKind",
+    "make_activation",
+    "make_dropout",
+    "new_head",
+]
 
-ACTIVATIONS = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "tanh", "sigmoid", "gelu", "silu")
-DROPOUT_KINDS = ("standard", "alpha", "mc", "mc_alpha")
+#: The activations by name (the choices LightningCLI lists for ``activation``).
+Activation = Literal["relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "tanh", "sigmoid", "gelu", "silu"]
+#: The dropout layers by name: ``nn.Dropout``, ``nn.AlphaDropout`` and their Monte-Carlo forms.
+DropoutKind = Literal["standard", "alpha", "mc", "mc_alpha"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+DROPOUT_KINDS: tuple[str, ...] = get_args(DropoutKind)
 # The init each activation calls for when the user does not choose (He for ReLU-like units and ELU,
 # LeCun for SELU, Glorot for the saturating ones), as the chapter recommends.
-DEFAULT_INIT = {
+DEFAULT_INIT: dict[str, InitScheme] = {
     "relu": "he_normal",
     "leaky_relu": "he_normal",
     "prelu": "he_normal",

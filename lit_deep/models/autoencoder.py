@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lit_deep.models._base import ACTIVATIONS, DEFAULT_INIT, BackboneHead, flat_size, make_activation
-from lit_deep.nn.init import init_weights
+from lit_deep._validate import check_choice
+from lit_deep.models._base import ACTIVATIONS, DEFAULT_INIT, Activation, BackboneHead, flat_size, make_activation
+from lit_deep.nn.init import InitScheme, init_weights
 
 __all__ = ["Autoencoder"]
 
@@ -41,12 +42,11 @@ class Autoencoder(BackboneHead):
         self,
         input_shape: Sequence[int] = (1, 28, 28),
         hidden: Sequence[int] = (300, 100),
-        activation: str = "selu",
-        init: str | None = None,
+        activation: Activation = "selu",
+        init: InitScheme | None = None,
         seed: int | None = None,
     ) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        check_choice("activation", activation, ACTIVATIONS)
         hidden = [int(h) for h in hidden]
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden: need at least one positive width, got {hidden}")

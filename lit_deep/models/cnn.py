@@ -7,18 +7,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lit_deep._validate import check_choice
 from lit_deep.models._base import (
     ACTIVATIONS,
     BN_EPS,
     BN_MOMENTUM,
     DEFAULT_INIT,
     DROPOUT_KINDS,
+    Activation,
     BackboneHead,
+    DropoutKind,
     make_activation,
     make_dropout,
     new_head,
 )
-from lit_deep.nn.init import init_weights
+from lit_deep.nn.init import InitScheme, init_weights
 
 __all__ = ["CNN"]
 
@@ -58,16 +61,15 @@ class CNN(BackboneHead):
         convs_per_block: int = 2,
         dense: int = 256,
         num_classes: int = 10,
-        activation: str = "relu",
+        activation: Activation = "relu",
         batch_norm: bool = True,
         dropout: float = 0.3,
         conv_dropout: float = 0.0,
-        dropout_kind: str = "standard",
-        init: str | None = None,
+        dropout_kind: DropoutKind = "standard",
+        init: InitScheme | None = None,
         seed: int | None = None,
     ) -> None:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        check_choice("activation", activation, ACTIVATIONS)
         if len(input_shape) != 3:
             raise ValueError(f"input_shape: expected (C, H, W), got {tuple(input_shape)}")
         if not channels or any(c < 1 for c in channels):
@@ -81,8 +83,7 @@ class CNN(BackboneHead):
         for name, rate in (("dropout", dropout), ("conv_dropout", conv_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name}: rate must be in [0, 1), got {rate}")
-        if dropout_kind not in DROPOUT_KINDS:
-            raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {dropout_kind!r}")
+        check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         in_ch, height, width = (int(s) for s in input_shape)
         layers: list[nn.Module] = []

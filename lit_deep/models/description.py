@@ -35,7 +35,15 @@ from lit_deep.models._base import BackboneHead
 from lit_deep.models._record import canonical_path, recorded_init_args, registered_class
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 
-__all__ = ["DescriptionError", "build", "check_description", "describe", "describe_or_none", "state_shapes"]
+__all__ = [
+    "DescriptionError",
+    "build",
+    "check_description",
+    "describe",
+    "describe_or_none",
+    "resolve_class",
+    "state_shapes",
+]
 
 Description = dict[str, Any]
 #: lit_deep classes whose module is imported only when a description names them (a fixed table, not a lookup).
@@ -87,6 +95,23 @@ def _resolve(path: Any, where: str) -> type[nn.Module]:
             "torch.nn layers, or a class registered with lit_deep.models.register_model); nothing was run"
         )
     return cls
+
+
+def resolve_class(path: str, where: str = "model") -> type[nn.Module]:
+    """The allow-listed ``nn.Module`` class a class path names, found by table lookup (nothing is imported).
+
+    The allow-list of :func:`build`: lit_deep's architectures and layers, ``torch.nn`` layers, and classes
+    registered with :func:`~lit_deep.models.register_model`; a bare name is one of lit_deep's architectures.
+
+    Raises:
+        DescriptionError: for any other path, naming ``where``.
+
+    Example::
+
+        >>> resolve_class("torch.nn.Linear"), resolve_class("MLP").__name__
+        (<class 'torch.nn.modules.linear.Linear'>, 'MLP')
+    """
+    return _resolve(path, where)
 
 
 # ----------------------------------------------------------------------------------------------- checking

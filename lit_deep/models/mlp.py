@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
+from lit_deep._validate import check_choice
 from lit_deep.models._base import (
     ACTIVATIONS,
     BN_EPS,
     BN_MOMENTUM,
     DEFAULT_INIT,
     DROPOUT_KINDS,
+    Activation,
     BackboneHead,
+    DropoutKind,
     flat_size,
     make_activation,
     make_dropout,
     new_head,
 )
-from lit_deep.nn.init import INIT_SCHEMES, init_weights
+from lit_deep.nn.init import INIT_SCHEMES, InitScheme, init_weights
 
 __all__ = ["MLP"]
 
-_BN_PLACES = (None, "before", "after")
+#: Where an MLP puts BatchNormalization: before or after each hidden layer's activation.
+BatchNormPlace = Literal["before", "after"]
+_BN_PLACES = (None, *get_args(BatchNormPlace))
 
 
 def _dropout_rates(dropout: float | Sequence[float], n_linear: int) -> list[float]:
@@ -77,18 +83,17 @@ class MLP(BackboneHead):
         input_shape: Sequence[int] = (1, 28, 28),
         hidden: Sequence[int] = (300, 100),
         num_classes: int = 10,
-        activation: str = "relu",
-        init: str | None = None,
-        batch_norm: str | None = None,
+        activation: Activation = "relu",
+        init: InitScheme | None = None,
+        batch_norm: BatchNormPlace | None = None,
         input_batch_norm: bool = False,
         dropout: float | Sequence[float] = 0.0,
-        dropout_kind: str = "standard",
+        dropout_kind: DropoutKind = "standard",
         leaky_slope: float = 0.2,
         seed: int | None = None,
     ) -> None:
         hidden = [int(h) for h in hidden]
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        check_choice("activation", activation, ACTIVATIONS)
         if batch_norm not in _BN_PLACES:
             raise ValueError(f"batch_norm: expected None, 'before' or 'after', got {batch_norm!r}")
         if init is not None and init not in INIT_SCHEMES:
@@ -97,8 +102,7 @@ class MLP(BackboneHead):
             raise ValueError(f"hidden: every width must be positive, got {hidden}")
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
-        if dropout_kind not in DROPOUT_KINDS:
-            raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {dropout_kind!r}")
+        check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         rates = _dropout_rates(dropout, len(hidden) + 1)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         in_features = flat_size(tuple(input_shape))

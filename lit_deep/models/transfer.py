@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, make_dropout, new_head
+from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make_dropout, new_head
 from lit_deep.models.description import DescriptionError, build
 from lit_deep.nn.init import init_weights
 
@@ -34,7 +34,7 @@ def transfer(
     num_classes: int | None,
     *,
     dropout: float = 0.0,
-    dropout_kind: str = "auto",
+    dropout_kind: DropoutKind | Literal["auto"] = "auto",
     reinitialize: bool = False,
     seed: int | None = None,
 ) -> BackboneHead:

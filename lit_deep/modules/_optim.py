@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "build_optimizer", "param_groups", "penalised_weights"]
+__all__ = [
+    "OPTIMIZERS",
+    "OptimizerName",
+    "build_optimizer",
+    "check_optimizer_name",
+    "param_groups",
+    "penalised_weights",
+]
+
+#: The optimizers by name (the choices LightningCLI lists for ``optimizer``).
+OptimizerName = Literal["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamax", "nadam", "adamw"]
 
 # name -> (torch class, default kwargs). Keras's epsilon is 1e-7 (PyTorch 1e-8), its RMSprop rho is 0.9
 # (PyTorch's alpha defaults to 0.99) and its Adagrad accumulator starts at 0.1 (PyTorch 0); the book's momentum
@@ -26,6 +36,23 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "nadam": (torch.optim.NAdam, {"betas": (0.9, 0.999), "eps": 1e-7, "decoupled_weight_decay": True}),
     "adamw": (torch.optim.AdamW, {"betas": (0.9, 0.999), "eps": 1e-7}),
 }
+assert set(OPTIMIZERS) == set(get_args(OptimizerName))
+
+
+def check_optimizer_name(name: Any) -> str:
+    """``name`` when it is an optimizer name of :data:`OPTIMIZERS` or a dotted class path (checked when built).
+
+    Raises:
+        ValueError: naming ``optimizer`` and the value.
+
+    Example::
+
+        >>> check_optimizer_name("nadam"), check_optimizer_name("torch.optim.ASGD")
+        ('nadam', 'torch.optim.ASGD')
+    """
+    if not isinstance(name, str) or (name not in OPTIMIZERS and "." not in name):
+        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
+    return name
 
 
 def _resolve_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
-from lit_deep.modules._model import DescribedModel
-from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups
-from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
+from lit_deep._validate import check_choice
+from lit_deep.modules._optim import OptimizerName
+from lit_deep.modules.base import LitDeepModule, Stage
+from lit_deep.schedules.wiring import ScheduleFactory
 
-__all__ = ["RECONSTRUCTION_LOSSES", "AutoencoderModule"]
+__all__ = ["RECONSTRUCTION_LOSSES", "AutoencoderModule", "ReconstructionLoss"]
 
-RECONSTRUCTION_LOSSES = ("mse", "bce")
+#: The reconstruction losses by name.
+ReconstructionLoss = Literal["mse", "bce"]
+RECONSTRUCTION_LOSSES: tuple[str, ...] = get_args(ReconstructionLoss)
 _STAGES = ("train", "val", "test")
 
 
-class AutoencoderModule(DescribedModel):
+class AutoencoderModule(LitDeepModule):
     """Train a model to reproduce its inputs (unsupervised pretraining); labels in the batches are ignored.
 
     The loss is the mean squared error between reconstruction and input (``"mse"``, the book's 3rd edition)
@@ -54,41 +56,25 @@ class AutoencoderModule(DescribedModel):
         ((3, 1, 28, 28), True)
     """
 
+    train_epoch_metrics = ("train_mse",)
+
     def __init__(
         self,
         model: nn.Module | dict[str, Any],
-        optimizer: str = "nadam",
+        optimizer: OptimizerName = "nadam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         schedule: ScheduleFactory | None = None,
         optimizer_kwargs: dict[str, Any] | None = None,
-        loss: str = "mse",
+        loss: ReconstructionLoss = "mse",
     ) -> None:
-        super().__init__()
-        if not lr > 0:
-            raise ValueError(f"lr: must be positive, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay: must be non-negative, got {weight_decay}")
-        if optimizer not in OPTIMIZERS and "." not in optimizer:
-            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {optimizer!r}")
-        if loss not in RECONSTRUCTION_LOSSES:
-            raise ValueError(f"loss: expected one of {RECONSTRUCTION_LOSSES}, got {loss!r}")
-        self.save_hyperparameters(ignore=["model", "schedule"])
-        self.set_model(model)
-        self.optimizer_name = optimizer
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.optimizer_kwargs = dict(optimizer_kwargs or {})
-        self.loss_name = loss
+        self_loss = check_choice("loss", loss, RECONSTRUCTION_LOSSES)
+        super().__init__(model, optimizer, lr, weight_decay, schedule, optimizer_kwargs)
+        self.loss_name = self_loss
         for stage in _STAGES:
             setattr(self, f"{stage}_mse", MeanMetric())
             if stage != "train":  # the training loss is logged per step, not accumulated
                 setattr(self, f"{stage}_recon", MeanMetric())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reconstruction of ``x``."""
-        return self.model(x)
 
     def reconstruction_loss(self, recon: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-image loss ``[B]``: the pixel mean of the squared error or of the binary cross-entropy.
@@ -105,7 +91,8 @@ class AutoencoderModule(DescribedModel):
             per_pixel = (recon - x).pow(2)
         return per_pixel.flatten(1).mean(dim=1)
 
-    def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+    def step(self, batch: Any, batch_idx: int, stage: Stage) -> torch.Tensor:
+        """The mean reconstruction loss of a batch ``x`` or ``(x, y)``; updates (and off training logs) the metrics."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         recon = self(x)
         per_image = self.reconstruction_loss(recon, x)
@@ -119,40 +106,11 @@ class AutoencoderModule(DescribedModel):
             self.log(f"{stage}_loss", loss_metric, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
         return per_image.mean()
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """One training step: the mean reconstruction loss (``train_loss`` logged on the loggers' steps)."""
-        loss = self._shared_step(batch, "train")
-        log_train_loss(self, loss, batch_idx)
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's ``train_mse`` (reduced over DDP ranks by torchmetrics) and reset it."""
-        log_train_epoch_metrics(self, ("train_mse",))
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Update the validation metrics."""
-        self._shared_step(batch, "val")
-
     def test_step(self, batch: Any, batch_idx: int) -> None:
         """Update the test metrics."""
-        self._shared_step(batch, "test")
+        self.step(batch, batch_idx, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Reconstructions of a batch ``x`` or ``(x, y)``."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x)
-
-    def configure_optimizers(self) -> Any:
-        """The optimizer over named parameter groups, with the schedule's Lightning config when one is set."""
-        optimizer = build_optimizer(
-            self.optimizer_name,
-            param_groups(self.model, self.weight_decay),
-            self.lr,
-            self.weight_decay,
-            **self.optimizer_kwargs,
-        )
-        if self.schedule is None:
-            return optimizer
-        # 1cycle built with total_steps=None runs for trainer.estimated_stepping_batches steps (as in Classifier).
-        config = lightning_scheduler_config(self.schedule, optimizer, total_steps=lambda: trainer_total_steps(self))
-        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -8,16 +8,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim import Optimizer
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
-from lit_deep.modules._model import DescribedModel
-from lit_deep.modules._optim import OPTIMIZERS, build_optimizer, param_groups, penalised_weights
-from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
-from lit_deep.uncertainty._lightning import MCPredictor
-from lit_deep.uncertainty.prediction import MCPrediction
+from lit_deep._validate import check_non_negative
+from lit_deep.modules._optim import OptimizerName, penalised_weights
+from lit_deep.modules.base import LitDeepModule, Stage
+from lit_deep.schedules.wiring import ScheduleFactory
+from lit_deep.uncertainty import MCPrediction, MCPredictor
 
 __all__ = ["Classifier", "ScheduleFactory"]
 
@@ -35,7 +33,7 @@ def _num_outputs(model: nn.Module) -> int | None:
     return last.out_features if last is not None else None
 
 
-class Classifier(DescribedModel):
+class Classifier(LitDeepModule):
     """Train any ``nn.Module`` classifier the book's way.
 
     Loss: cross-entropy on the logits. A model with a single output is treated as a binary classifier with a
@@ -75,10 +73,13 @@ class Classifier(DescribedModel):
         ('SGD', 0.9, 3)
     """
 
+    train_epoch_metrics = ("train_acc", "train_nll")
+    train_progress_metrics = ("train_acc",)
+
     def __init__(
         self,
         model: nn.Module | dict[str, Any],
-        optimizer: str = "nadam",
+        optimizer: OptimizerName = "nadam",
         lr: float = 1e-3,
         l1: float = 0.0,
         l2: float = 0.0,
@@ -89,27 +90,12 @@ class Classifier(DescribedModel):
         mc_samples: int = 0,
         mc_seed: int | None = None,
     ) -> None:
-        super().__init__()
-        if not lr > 0:
-            raise ValueError(f"lr: must be positive, got {lr}")
-        for name, value in (("l1", l1), ("l2", l2), ("weight_decay", weight_decay)):
-            if value < 0:
-                raise ValueError(f"{name}: must be non-negative, got {value}")
-        if optimizer not in OPTIMIZERS and "." not in optimizer:
-            raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {optimizer!r}")
-        self.save_hyperparameters(ignore=["model", "schedule"])
-        self.set_model(model)  # checkpoints describe it: load_from_checkpoint needs no model argument
-        self.optimizer_name = optimizer
-        self.lr = lr
-        self.l1 = l1
-        self.l2 = l2
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-        self.optimizer_kwargs = dict(optimizer_kwargs or {})
-        self.param_group_splits: dict[str, list[str]] = {}
-        self.class_names = class_names
+        self_l1, self_l2 = check_non_negative("l1", l1), check_non_negative("l2", l2)
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
+        super().__init__(model, optimizer, lr, weight_decay, schedule, optimizer_kwargs)
+        self.l1, self.l2 = self_l1, self_l2
+        self.class_names = class_names
         self.mc_samples = mc_samples
         self.mc_predictor = MCPredictor(mc_samples, mc_seed) if mc_samples else None
         if self.mc_predictor is not None:
@@ -130,9 +116,14 @@ class Classifier(DescribedModel):
             )
             setattr(self, f"{stage}_acc", acc if stage != "train" else MeanMetric())
             setattr(self, f"{stage}_nll", MeanMetric())
-        # Training sums [correct, nll, images], accumulated with one tensor op a step and handed to the
-        # torchmetrics means (which reduce over DDP ranks) once per epoch: a torchmetrics update costs ~40 us.
-        self.register_buffer("_train_sums", torch.zeros(3, dtype=torch.float64), persistent=False)
+        # Training sums (correct predictions, NLL) and the image count, accumulated with two in-place tensor ops
+        # a step and handed to the torchmetrics means (which reduce over DDP ranks) once per epoch: a torchmetrics
+        # update costs ~40 us a step. Buffers, so that they live on the model's device.
+        self._train_correct: torch.Tensor
+        self._train_nll: torch.Tensor
+        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
+        self.register_buffer("_train_nll", torch.zeros((), dtype=torch.float64), persistent=False)
+        self._train_seen = 0
 
     @classmethod
     def from_zoo(
@@ -201,10 +192,6 @@ class Classifier(DescribedModel):
         return push_model(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------- forward and loss
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's logits."""
-        return self.model(x)
-
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[B, C]`` from logits (a single logit becomes ``[1 - p, p]``).
 
@@ -236,56 +223,58 @@ class Classifier(DescribedModel):
                 total = total + self.l2 * weight.pow(2).sum()
         return total
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: Stage) -> torch.Tensor:
+        """Cross-entropy plus penalties; training sums the epoch's accuracy and NLL, other stages log metrics."""
         x, y = batch
         logits = self(x)
+        if stage == "train":
+            return self._train_step(logits, y)
         nll = self._per_sample_nll(logits, y)
         loss = nll.mean() + self.penalty()
         preds = (logits.squeeze(-1) > 0).long() if self.binary else logits.argmax(dim=-1)
-        if stage == "train":
-            batch_sums = torch.stack([(preds == y).sum().to(nll.dtype), nll.detach().sum(), nll.new_tensor(y.numel())])
-            self._train_sums.add_(batch_sums)  # type: ignore[operator]  # a buffer: Module.__getattr__ is untyped
-        else:
-            acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
-            acc.update(preds, y)
-            mean_nll.update(nll.detach())
-            # Lightning computes, syncs and resets logged Metric objects at epoch end. Passing a Metric to
-            # self.log costs a walk over its state on every call; training metrics are therefore logged once
-            # per epoch, in on_train_epoch_end (see lit_deep.modules._logging).
-            batch_size = y.shape[0]
-            self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
-            self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
+        acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
+        acc.update(preds, y)
+        mean_nll.update(nll.detach())
+        # Lightning computes, syncs and resets logged Metric objects at epoch end. Passing a Metric to
+        # self.log costs a walk over its state on every call; training metrics are therefore logged once
+        # per epoch, in on_train_epoch_end (see lit_deep.modules._logging).
+        batch_size = y.shape[0]
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
+        self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def _train_step(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # The fewest tensor ops: per-image NLLs are not needed to train. Multi-class: the fused mean cross-entropy,
+        # whose gradients are bitwise those of the per-image form's mean; binary keeps the per-image form (its
+        # fused mean differs in the last bit). No penalty op at all without l1/l2.
+        detached = logits.detach()
+        if self.binary:
+            flat = logits.squeeze(-1)
+            nll = F.binary_cross_entropy_with_logits(flat, y.float(), reduction="none")
+            loss = nll.mean()
+            self._train_nll.add_(nll.detach().sum())
+            preds = (detached.squeeze(-1) > 0).long()
+        else:
+            loss = F.cross_entropy(logits, y)
+            self._train_nll.add_(loss.detach(), alpha=y.shape[0])
+            preds = detached.argmax(dim=-1)
+        self._train_correct.add_((preds == y).sum())
+        self._train_seen += y.shape[0]
+        return loss + self.penalty() if self.l1 or self.l2 else loss
 
     # ----------------------------------------------------------------- Lightning hooks
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One training step: the loss with penalties.
-
-        ``train_loss`` (this step's loss) is logged on the steps whose metrics Lightning sends to the loggers
-        (every ``Trainer(log_every_n_steps=...)`` steps, 50 by default) and on each epoch's last step; the
-        progress bar and ``trainer.callback_metrics`` show the latest of those (logging every step made the
-        300-100 MLP's epoch 1.4x longer at batch 32; see :mod:`lit_deep.modules._logging`).
-        ``log_every_n_steps=1`` logs them all.
-        """
-        loss = self._shared_step(batch, "train")
-        log_train_loss(self, loss, batch_idx)
-        return loss
-
     def on_train_epoch_end(self) -> None:
         """Log the epoch's ``train_acc`` and ``train_nll`` (reduced over DDP ranks by torchmetrics) and reset."""
-        sums: torch.Tensor = self._train_sums  # type: ignore[assignment]  # a buffer: Module.__getattr__ is untyped
-        correct, nll_sum, count = sums.tolist()
+        correct, nll_sum, count = int(self._train_correct), float(self._train_nll), self._train_seen
         if count:
             acc: Metric = self.train_acc  # type: ignore[assignment]  # set with setattr in __init__
             mean_nll: Metric = self.train_nll  # type: ignore[assignment]
             acc.update(correct / count, weight=count)
             mean_nll.update(nll_sum / count, weight=count)
-        sums.zero_()
-        log_train_epoch_metrics(self, ("train_acc", "train_nll"), prog_bar=("train_acc",))
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        """Update the validation metrics."""
-        self._shared_step(batch, "val")
+        self._train_correct.zero_()
+        self._train_nll.zero_()
+        self._train_seen = 0
+        super().on_train_epoch_end()
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val_loss``: the validation NLL plus the penalty (what Keras calls ``val_loss``)."""
@@ -303,7 +292,7 @@ class Classifier(DescribedModel):
         is for; masks are seeded by ``mc_seed`` and the image's position in the test loader.
         """
         if self.mc_samples == 0:
-            self._shared_step(batch, "test")
+            self.step(batch, batch_idx, "test")
             return
         from lit_deep.uncertainty import mc_predict
 
@@ -331,7 +320,7 @@ class Classifier(DescribedModel):
         give the order the loop then draws (and would consume random numbers). A shuffled test loader seeds
         by position in the loop instead.
         """
-        from lit_deep.uncertainty._lightning import index_batches, shuffles
+        from lit_deep.uncertainty import index_batches, shuffles
 
         loaders = self.trainer.test_dataloaders
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
@@ -352,33 +341,3 @@ class Classifier(DescribedModel):
         """MC prediction: read the predict batches' dataset indices and settle the seed."""
         if self.mc_predictor is not None:
             self.mc_predictor.start(self.trainer)
-
-    # ----------------------------------------------------------------- optimisation
-    def param_groups(self) -> list[dict[str, Any]]:
-        """The optimizer's named parameter groups (``head``, ``backbone``, ``other``; see ``param_groups``).
-
-        ``self.param_group_splits`` (``{group name: parameter names of .model}``) adds groups; callbacks such as
-        ``FreezeUnfreeze`` fill it in their ``setup``, which Lightning runs before ``configure_optimizers``.
-        """
-        return param_groups(self.model, self.weight_decay, self.param_group_splits)
-
-    def configure_optimizers(self) -> Any:
-        """The optimizer over named parameter groups, with the schedule's Lightning config when one is set."""
-        optimizer = build_optimizer(
-            self.optimizer_name, self.param_groups(), self.lr, self.weight_decay, **self.optimizer_kwargs
-        )
-        scheduler_config = self.scheduler_config(optimizer)
-        if scheduler_config is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": scheduler_config}
-
-    def scheduler_config(self, optimizer: Optimizer) -> dict[str, Any] | None:
-        """The Lightning ``lr_scheduler`` config for ``self.schedule`` (``None`` without a schedule).
-
-        See :func:`lit_deep.schedules.lightning_scheduler_config`: ``interval`` is ``"step"`` for 1cycle,
-        the decays' own (``"epoch"`` unless configured), and ``ReduceLROnPlateau`` monitors ``val_loss``.
-        """
-        if self.schedule is None:
-            return None
-        # A schedule built with total_steps=None (1cycle) runs for trainer.estimated_stepping_batches steps.
-        return lightning_scheduler_config(self.schedule, optimizer, total_steps=lambda: trainer_total_steps(self))

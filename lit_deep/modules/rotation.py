@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lit_deep.modules._model import DescribedModel
-from lit_deep.modules._optim import build_optimizer, param_groups
+from lit_deep._validate import check_int
+from lit_deep.modules._optim import OptimizerName
+from lit_deep.modules.base import LitDeepModule, Stage
+from lit_deep.schedules.wiring import ScheduleFactory
 
 __all__ = ["RotationPretext", "rotate_batch"]
 
@@ -47,67 +49,63 @@ def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return rotated, k
 
 
-class RotationPretext(DescribedModel):
+class RotationPretext(LitDeepModule):
     """Train ``model`` (4 outputs) to predict the rotation applied to unlabelled images.
 
-    The class labels in the batches are ignored. Logs ``train_loss``, ``val_loss`` (cross-entropy over the 4
-    rotations) and ``train_acc`` / ``val_acc`` (rotation accuracy). Validation rotations are drawn from a fixed
-    seed, so every epoch is scored on the same rotated images. Transfer the backbone with
-    :class:`~lit_deep.models.FromCheckpoint` (YAML) or :func:`~lit_deep.models.replace_head` (Python).
+    The class labels in the batches are ignored. Logs ``train_loss`` (on the loggers' steps, like every lit_deep
+    module), ``val_loss`` (cross-entropy over the 4 rotations) and ``train_acc`` (once per epoch) / ``val_acc``
+    (rotation accuracy). Validation rotations are drawn from a fixed seed, so every epoch is scored on the same
+    rotated images. Transfer the backbone with :class:`~lit_deep.models.FromCheckpoint` (YAML) or
+    :func:`~lit_deep.models.transfer` (Python).
 
     Args:
         model: a network with 4 outputs (e.g. ``MLP(num_classes=4)``) or its spec.
-        optimizer: optimizer name (see :class:`~lit_deep.Classifier`).
+        optimizer: optimizer name (see :class:`~lit_deep.modules.base.LitDeepModule`).
         lr: learning rate.
         pretext_seed: seed of the training rotations.
+        weight_decay: weight decay applied by the optimizer (biases and 1-D parameters excluded).
+        schedule: a callable ``optimizer -> scheduler`` (see :mod:`lit_deep.schedules`).
+        optimizer_kwargs: extra optimizer arguments.
 
     Example::
 
         >>> from lit_deep.models import MLP
         >>> module = RotationPretext(MLP(hidden=(16,), num_classes=4, seed=0))
-        >>> loss = module.training_step((torch.rand(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)), 0)
+        >>> loss = module.step((torch.rand(8, 1, 28, 28), torch.zeros(8, dtype=torch.long)), 0, "train")
         >>> bool(loss > 0)
         True
     """
 
+    train_epoch_metrics = ("train_acc",)
+    train_progress_metrics = ("train_acc",)
+
     def __init__(
-        self, model: nn.Module | dict[str, Any], optimizer: str = "nadam", lr: float = 1e-3, pretext_seed: int = 0
+        self,
+        model: nn.Module | dict[str, Any],
+        optimizer: OptimizerName = "nadam",
+        lr: float = 1e-3,
+        pretext_seed: int = 0,
+        weight_decay: float = 0.0,
+        schedule: ScheduleFactory | None = None,
+        optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
-        if not lr > 0:
-            raise ValueError(f"lr: must be positive, got {lr}")
-        self.save_hyperparameters(ignore=["model"])
-        self.set_model(model)
-        self.optimizer_name, self.lr = optimizer, lr
+        check_int("pretext_seed", pretext_seed, minimum=0)
+        super().__init__(model, optimizer, lr, weight_decay, schedule, optimizer_kwargs)
         self._generator = torch.Generator().manual_seed(pretext_seed)
         self.train_acc = MulticlassAccuracy(num_classes=4, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(num_classes=4, average="micro", validate_args=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotation logits ``[B, 4]``."""
-        return self.model(x)
-
-    def _step(self, batch: Any, stage: str, generator: torch.Generator) -> torch.Tensor:
+    def step(self, batch: Any, batch_idx: int, stage: Stage) -> torch.Tensor:
+        """Cross-entropy of the predicted rotation: random rotations in training, seeded by batch otherwise."""
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        generator = self._generator if stage == "train" else torch.Generator().manual_seed(10_000 + batch_idx)
         rotated, k = rotate_batch(x, generator)
         logits = self(rotated)
-        loss = F.cross_entropy(logits, k.to(logits.device))
+        k = k.to(logits.device)
+        loss = F.cross_entropy(logits, k)
         acc = getattr(self, f"{stage}_acc")
-        acc.update(logits.argmax(-1), k.to(logits.device))
-        self.log(
-            f"{stage}_loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=stage == "val"
-        )
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+        acc.update(logits.argmax(-1), k)
+        if stage != "train":  # training: train_loss on the loggers' steps, train_acc once per epoch (the base)
+            self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+            self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Cross-entropy of the predicted rotation."""
-        return self._step(batch, "train", self._generator)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """Score fixed rotations of the validation images."""
-        self._step(batch, "val", torch.Generator().manual_seed(10_000 + batch_idx))
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """The optimizer over the named parameter groups."""
-        return build_optimizer(self.optimizer_name, param_groups(self.model), self.lr)

@@ -1,9 +1,11 @@
-"""Layers and functions: Keras-style initialisers, Monte-Carlo dropout, max-norm."""
+"""Layers and functions: Keras-style initialisers, Monte-Carlo dropout, max-norm, sparsity and int8 quantisation."""
 
+from lit_deep.nn.compression import measure_latency, quantize_dynamic_int8, sparsity
 from lit_deep.nn.constraints import max_norm_
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.nn.init import (
     INIT_SCHEMES,
+    InitScheme,
     glorot_normal_,
     glorot_uniform_,
     he_normal_,
@@ -16,6 +18,7 @@ from lit_deep.nn.init import (
 
 __all__ = [
     "INIT_SCHEMES",
+    "InitScheme",
     "MCAlphaDropout",
     "MCDropout",
     "glorot_normal_",
@@ -26,5 +29,8 @@ __all__ = [
     "lecun_normal_",
     "lecun_uniform_",
     "max_norm_",
+    "measure_latency",
+    "quantize_dynamic_int8",
+    "sparsity",
     "variance_scaling_",
 ]

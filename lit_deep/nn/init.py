@@ -9,11 +9,14 @@ Note also that for SELU nets the gain is 1 (LeCun), not ``torch.nn.init.calculat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 __all__ = [
+    "InitScheme",
     "INIT_SCHEMES",
     "glorot_normal_",
     "glorot_uniform_",
@@ -166,7 +169,20 @@ def lecun_uniform_(tensor: torch.Tensor, generator: torch.Generator | None = Non
     return variance_scaling_(tensor, 1.0, "fan_in", "uniform", generator)
 
 
-INIT_SCHEMES = {
+#: The initialisation schemes by name (the choices LightningCLI lists for ``init``).
+InitScheme = Literal[
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "variance_scaling_fan_avg",
+    "glorot",
+    "he",
+    "lecun",
+]
+INIT_SCHEMES: dict[str, Callable[..., torch.Tensor]] = {
     "glorot_normal": glorot_normal_,
     "glorot_uniform": glorot_uniform_,
     "he_normal": he_normal_,
@@ -178,10 +194,11 @@ INIT_SCHEMES = {
 INIT_SCHEMES["glorot"] = glorot_uniform_
 INIT_SCHEMES["he"] = he_normal_
 INIT_SCHEMES["lecun"] = lecun_normal_
+assert set(INIT_SCHEMES) == set(get_args(InitScheme))
 
 
 @torch.no_grad()
-def init_weights(module: nn.Module, scheme: str, generator: torch.Generator | None = None) -> nn.Module:
+def init_weights(module: nn.Module, scheme: InitScheme, generator: torch.Generator | None = None) -> nn.Module:
     """Initialise every Linear and Conv weight of ``module`` with a scheme and zero their biases.
 
     Args:

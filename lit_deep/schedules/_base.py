@@ -17,14 +17,17 @@ import contextvars
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from lit_deep._validate import check_int
+
 __all__ = [
     "INTERVALS",
+    "Interval",
     "ClosedFormLR",
     "check_interval",
     "check_positive",
@@ -32,7 +35,9 @@ __all__ = [
     "resolve_total_steps",
 ]
 
-INTERVALS = ("step", "epoch")
+#: How often Lightning steps a schedule: every optimizer step or every epoch.
+Interval = Literal["step", "epoch"]
+INTERVALS: tuple[str, ...] = get_args(Interval)
 _TOTAL_STEPS: contextvars.ContextVar[Callable[[], int | float] | None] = contextvars.ContextVar(
     "lit_deep_total_steps", default=None
 )
@@ -80,9 +85,7 @@ def resolve_total_steps(total_steps: int | None) -> int:
         if isinstance(value, float) and math.isinf(value):
             raise ValueError("total_steps: the Trainer's training length is unbounded; set max_epochs or max_steps")
         total_steps = int(value)
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 2:
-        raise ValueError(f"total_steps: must be an integer >= 2, got {total_steps!r}")
-    return total_steps
+    return int(check_int("total_steps", total_steps, minimum=2))
 
 
 def check_interval(interval: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch.optim import Optimizer
 
-from lit_deep.schedules._base import ClosedFormLR, check_interval, check_positive
+from lit_deep.schedules._base import ClosedFormLR, Interval, check_interval, check_positive
 
 __all__ = ["ExponentialDecay", "PiecewiseConstant", "PowerDecay"]
 
@@ -44,7 +44,7 @@ class PowerDecay(ClosedFormLR):
     """
 
     def __init__(
-        self, optimizer: Optimizer, s: float, c: float = 1.0, interval: str = "epoch", last_epoch: int = -1
+        self, optimizer: Optimizer, s: float, c: float = 1.0, interval: Interval = "epoch", last_epoch: int = -1
     ) -> None:
         self.s = check_positive("s", s)
         self.c = check_positive("c", c)
@@ -85,7 +85,7 @@ class ExponentialDecay(ClosedFormLR):
         0.0001
     """
 
-    def __init__(self, optimizer: Optimizer, s: float, interval: str = "epoch", last_epoch: int = -1) -> None:
+    def __init__(self, optimizer: Optimizer, s: float, interval: Interval = "epoch", last_epoch: int = -1) -> None:
         self.s = check_positive("s", s)
         self.interval = check_interval(interval)
         super().__init__(optimizer, last_epoch)
@@ -133,7 +133,7 @@ class PiecewiseConstant(ClosedFormLR):
         optimizer: Optimizer,
         boundaries: Sequence[int],
         values: Sequence[float],
-        interval: str = "epoch",
+        interval: Interval = "epoch",
         last_epoch: int = -1,
     ) -> None:
         self.boundaries = [int(b) for b in boundaries]

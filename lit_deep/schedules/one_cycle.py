@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from torch import Tensor
 from torch.optim import Optimizer
 
 from lit_deep.schedules._base import ClosedFormLR, check_positive, resolve_total_steps
 
-__all__ = ["ONE_CYCLE_PRESETS", "OneCycle", "OneCyclePreset"]
+__all__ = ["ONE_CYCLE_PRESETS", "OneCycle", "OneCyclePreset", "OneCyclePresetName"]
 
 # A phase: (start step, end step, rate from, rate to, momentum from, momentum to); the rate levels are
 # "start" (max_lr / div_factor), "peak" (max_lr) and "final" (start / final_div_factor), the momentum
@@ -45,11 +46,14 @@ class OneCyclePreset:
 
 
 #: The three 1cycle definitions. fastai's final rate is ``max_lr / 1e5`` = ``(max_lr / 25) / 4000``.
+#: The 1cycle presets by name: the book's (Keras), PyTorch's ``OneCycleLR`` and fastai's ``fit_one_cycle``.
+OneCyclePresetName = Literal["book", "torch", "fastai"]
 ONE_CYCLE_PRESETS: dict[str, OneCyclePreset] = {
     "book": OneCyclePreset("book", "linear", None, 10.0, 1000.0, False),
     "torch": OneCyclePreset("torch", "cos", 0.3, 25.0, 1e4, True),
     "fastai": OneCyclePreset("fastai", "cos", 0.25, 25.0, 4000.0, True),
 }
+assert set(ONE_CYCLE_PRESETS) == set(get_args(OneCyclePresetName))
 
 
 def _phases(layout: str, total: int, pct_start: float | None) -> list[Phase]:
@@ -127,7 +131,7 @@ class OneCycle(ClosedFormLR):
         optimizer: Optimizer,
         max_lr: float | Sequence[float] | None = None,
         total_steps: int | None = None,
-        preset: str = "book",
+        preset: OneCyclePresetName = "book",
         *,
         pct_start: float | None = None,
         div_factor: float | None = None,

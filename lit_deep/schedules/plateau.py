@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any, Literal, get_args
+
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_schedulers
 
-__all__ = ["ReduceLROnPlateau"]
+from lit_deep._validate import check_choice
 
-_MODES = ("min", "max")
+__all__ = ["PlateauDecay", "PlateauMode", "ReduceLROnPlateau"]
+
+#: Whether the monitored metric should fall (a loss) or rise (an accuracy).
+PlateauMode = Literal["min", "max"]
+_MODES: tuple[str, ...] = get_args(PlateauMode)
 
 
-class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
+class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
     """Multiply the rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
 
-    Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5, patience=5`` on ``val_loss``), built on
-    PyTorch's class. Where the two differ, Keras wins: ``patience`` counts the epochs without improvement
-    *including* the one that triggers the cut (PyTorch's ``patience=5`` cuts at the 6th bad epoch; this
-    class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and ``self.keras_patience``
-    the argument); ``min_delta`` is an absolute improvement threshold (PyTorch's default is relative); and
-    every cut happens however small (PyTorch's ``eps`` skips cuts below 1e-8).
-    Cooldown counting follows PyTorch. ``monitor`` and ``interval`` tell ``Classifier`` how Lightning must
-    step it: once per epoch, with the logged metric.
+    The book's "performance scheduling". Named apart from PyTorch's ``ReduceLROnPlateau`` because its ``patience``
+    counts differently (below). Keras's ``ReduceLROnPlateau`` as the book uses it (``factor=0.5, patience=5`` on
+    ``val_loss``), built on PyTorch's class. Where the two differ, Keras wins: ``patience`` counts the epochs
+    without improvement *including* the one that triggers the cut (PyTorch's ``patience=5`` cuts at the 6th bad
+    epoch; this class passes ``patience - 1`` to it, so ``self.patience`` is PyTorch's count and
+    ``self.keras_patience`` the argument); ``min_delta`` is an absolute improvement threshold (PyTorch's default is
+    relative); and every cut happens however small (PyTorch's ``eps`` skips cuts below 1e-8). Cooldown counting
+    follows PyTorch. ``monitor`` and ``interval`` tell ``Classifier`` how Lightning must step it: once per epoch,
+    with the logged metric.
 
     Args:
         optimizer: the optimizer.
@@ -40,7 +48,7 @@ class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
 
         >>> import torch
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02, momentum=0.9)
-        >>> sched = ReduceLROnPlateau(opt)
+        >>> sched = PlateauDecay(opt)
         >>> for val_loss in [1.0, 0.9, 0.95, 0.95, 0.95, 0.95, 0.95]:
         ...     sched.step(val_loss)
         >>> opt.param_groups[0]["lr"]  # cut at the 5th epoch without improvement
@@ -53,7 +61,7 @@ class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
         self,
         optimizer: Optimizer,
         monitor: str = "val_loss",
-        mode: str = "min",
+        mode: PlateauMode = "min",
         factor: float = 0.5,
         patience: int = 5,
         min_delta: float = 1e-4,
@@ -62,8 +70,7 @@ class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
     ) -> None:
         if not monitor:
             raise ValueError(f"monitor: must name a logged metric, got {monitor!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")
+        check_choice("mode", mode, _MODES)
         if not 0 < factor < 1:
             raise ValueError(f"factor: must lie in (0, 1), got {factor}")
         for name, value in (("patience", patience), ("min_delta", min_delta), ("cooldown", cooldown)):
@@ -75,7 +82,7 @@ class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
         self.keras_patience = int(patience)
         super().__init__(
             optimizer,
-            mode=mode,  # type: ignore[arg-type]
+            mode=mode,
             factor=factor,
             patience=max(int(patience), 1) - 1,
             threshold=min_delta,
@@ -84,3 +91,26 @@ class ReduceLROnPlateau(torch_schedulers.ReduceLROnPlateau):
             min_lr=min_lr,
             eps=0.0,  # Keras has no smallest cut (PyTorch skips cuts below 1e-8 by default)
         )
+
+
+class ReduceLROnPlateau(PlateauDecay):
+    """Deprecated name of :class:`PlateauDecay` (it is not PyTorch's class: Keras's patience); warns when built.
+
+    Example::
+
+        >>> import torch, warnings
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     sched = ReduceLROnPlateau(opt)
+        >>> isinstance(sched, PlateauDecay), caught[0].category.__name__
+        (True, 'DeprecationWarning')
+    """
+
+    def __init__(self, optimizer: Optimizer, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            "lit_deep.schedules.ReduceLROnPlateau is renamed PlateauDecay (Keras's patience, not PyTorch's class)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(optimizer, *args, **kwargs)

@@ -55,8 +55,8 @@ def lightning_scheduler_config(
     """Build the scheduler with ``schedule(optimizer)`` and return Lightning's ``lr_scheduler`` dict.
 
     ``interval`` is the scheduler's own ``interval`` attribute (``"step"`` for :class:`OneCycle`, what the
-    decays were given, ``"epoch"`` for schedulers without one); a ``ReduceLROnPlateau`` is stepped every epoch
-    with its ``monitor`` attribute (default ``"val_loss"``).
+    decays were given, ``"epoch"`` for schedulers without one); a ``PlateauDecay`` (or PyTorch's
+    ``ReduceLROnPlateau``) is stepped every epoch with its ``monitor`` attribute (default ``"val_loss"``).
 
     Args:
         schedule: the factory.

@@ -1,5 +1,6 @@
 """Monte-Carlo dropout prediction with uncertainty, calibration and OOD metrics, and their plots."""
 
+from lit_deep.uncertainty._lightning import MCPredictor, index_batches, shuffles
 from lit_deep.uncertainty.ensemble import Ensemble
 from lit_deep.uncertainty.metrics import (
     ECE_BINS,
@@ -40,6 +41,7 @@ __all__ = [
     "ECE_BINS",
     "SCORES",
     "MCPrediction",
+    "MCPredictor",
     "accuracy",
     "adaptive_calibration_error",
     "aurc",
@@ -51,6 +53,7 @@ __all__ = [
     "fit_temperature",
     "fpr_at_tpr",
     "logits_and_targets",
+    "index_batches",
     "max_softmax_uncertainty",
     "mc_predict",
     "nll",
@@ -62,6 +65,7 @@ __all__ = [
     "reliability_diagram",
     "risk_coverage_curve",
     "risk_coverage_plot",
+    "shuffles",
     "uncertainty_histogram",
     "uncertainty_score",
 ]

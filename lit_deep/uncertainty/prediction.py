@@ -14,6 +14,11 @@ _CLASS_FIELDS = ("probs", "std")
 _SCALAR_FIELDS = ("entropy", "mutual_info", "variation_ratio", "prediction")
 
 
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    # scores.predictive_entropy, here so that prediction.py does not import scores.py (which imports this file)
+    return -torch.special.xlogy(probs, probs).sum(dim=-1)
+
+
 @dataclass
 class MCPrediction:
     """What :func:`~lit_deep.uncertainty.mc_predict` returns for ``N`` inputs, ``C`` classes and ``T`` samples.
@@ -73,15 +78,13 @@ class MCPrediction:
             >>> MCPrediction.from_samples(torch.tensor([[[0.25, 0.75]], [[0.75, 0.25]]])).std.tolist()
             [[0.25, 0.25]]
         """
-        from lit_deep.uncertainty.scores import predictive_entropy
-
         if samples.dim() != 3 or min(samples.shape) < 1:
             raise ValueError(f"samples: expected a [T, N, C] tensor, got shape {tuple(samples.shape)}")
         wide = samples.double()
         probs = wide.mean(dim=0)
         std = wide.std(dim=0, correction=0)
-        entropy = predictive_entropy(probs)
-        mutual_info = (entropy - predictive_entropy(wide).mean(dim=0)).clamp_min(0.0)
+        entropy = _entropy(probs)
+        mutual_info = (entropy - _entropy(wide).mean(dim=0)).clamp_min(0.0)
         votes = torch.nn.functional.one_hot(samples.argmax(dim=-1), samples.shape[-1]).sum(dim=0)
         variation_ratio = 1.0 - votes.max(dim=-1).values.double() / samples.shape[0]
         dtype = samples.dtype

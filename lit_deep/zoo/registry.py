@@ -12,7 +12,7 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from lit_deep.data.fashion_mnist import CLASS_NAMES
 
@@ -20,7 +20,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "NAMESPACE_ENV",
     "REGISTRY",
-    "Preprocessing",
+    "PreprocessingSpec",
     "UnknownModelError",
     "ZooEntry",
     "HubReference",
@@ -41,8 +41,10 @@ class UnknownModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """What the model does to raw images before its first layer (the training-time normalisation).
+class PreprocessingSpec:
+    """What the model does to raw images before its first layer (the training-time normalisation), as data.
+
+    The registry's record of it; the layer that does it is :class:`lit_deep.models.Preprocess`.
 
     uint8 images are divided by 255; float images are taken to be in [0, 1] already. ``standardize`` is
     ``"none"`` or ``"per_pixel"``: subtract the per-pixel mean and divide by the per-pixel std of the
@@ -51,12 +53,12 @@ class Preprocessing:
 
     Example::
 
-        >>> Preprocessing(standardize="per_pixel").to_dict()["input_shape"]
+        >>> PreprocessingSpec(standardize="per_pixel").to_dict()["input_shape"]
         [1, 28, 28]
     """
 
     input_shape: tuple[int, ...] = (1, 28, 28)
-    standardize: str = "none"
+    standardize: Literal["none", "per_pixel"] = "none"
 
     def __post_init__(self) -> None:
         if self.standardize not in ("none", "per_pixel"):
@@ -100,7 +102,7 @@ class ZooEntry:
 
     name: str
     architecture: dict[str, Any]
-    preprocessing: Preprocessing
+    preprocessing: PreprocessingSpec
     task: str
     class_names: tuple[str, ...]
     sha256: str
@@ -159,7 +161,7 @@ REGISTRY: dict[str, ZooEntry] = {
                 activation="selu",
                 init="lecun_normal",
             ),
-            preprocessing=Preprocessing(standardize="per_pixel"),
+            preprocessing=PreprocessingSpec(standardize="per_pixel"),
             task="A",
             class_names=_TASK_A_CLASSES,
             sha256="8fe55d6f4df2d272353dd53501c71a6bd2998bb82d7a5cd71d1343766cd98add",
@@ -184,7 +186,7 @@ REGISTRY: dict[str, ZooEntry] = {
                 batch_norm="before",
                 dropout=[0.0, 0.3, 0.3],
             ),
-            preprocessing=Preprocessing(),
+            preprocessing=PreprocessingSpec(),
             temperature=1.1059,
             task="full",
             class_names=CLASS_NAMES,
@@ -211,7 +213,7 @@ REGISTRY: dict[str, ZooEntry] = {
                 dropout=[0.0, 0.2, 0.2],
                 dropout_kind="mc",
             ),
-            preprocessing=Preprocessing(),
+            preprocessing=PreprocessingSpec(),
             task="full",
             class_names=CLASS_NAMES,
             sha256="03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3",
@@ -244,7 +246,7 @@ REGISTRY: dict[str, ZooEntry] = {
                     "dropout": 0.2,
                 },
             },
-            preprocessing=Preprocessing(),
+            preprocessing=PreprocessingSpec(),
             temperature=1.1311,
             task="full",
             class_names=CLASS_NAMES,
@@ -268,7 +270,7 @@ REGISTRY: dict[str, ZooEntry] = {
                 "class_path": "lit_deep.models.Autoencoder",
                 "init_args": {"input_shape": [1, 28, 28], "hidden": [300, 100], "activation": "selu"},
             },
-            preprocessing=Preprocessing(),
+            preprocessing=PreprocessingSpec(),
             task="full",
             class_names=(),
             sha256="69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b",

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from lit_deep.callbacks import FreezeUnfreeze
-from lit_deep.schedules import OneCycle, PiecewiseConstant, ReduceLROnPlateau
+from lit_deep.schedules import OneCycle, PiecewiseConstant, PlateauDecay
 from tests.callbacks.helpers import classifier, group_lrs, loader, make_trainer, max_abs_diff, snapshot, tiny_mlp
 
 FACTOR = 0.1
@@ -142,7 +142,7 @@ def _step_interval(scheduler):
 SCHEDULES = {
     "lit_deep-onecycle": functools.partial(OneCycle, max_lr=0.01),
     "lit_deep-piecewise": functools.partial(PiecewiseConstant, boundaries=[1, 3], values=[0.01, 0.005, 0.001]),
-    "lit_deep-plateau": functools.partial(ReduceLROnPlateau, patience=1, min_delta=10.0),
+    "lit_deep-plateau": functools.partial(PlateauDecay, patience=1, min_delta=10.0),
     "torch-onecycle": lambda opt: _step_interval(torch.optim.lr_scheduler.OneCycleLR(opt, 0.01, total_steps=20)),
     "torch-lambda": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5**t),
     "torch-exponential": lambda opt: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.7),

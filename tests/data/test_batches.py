@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from lit_deep.data import BatchSampler, TensorBatches
+from lit_deep.data import DistributedBatchSampler, TensorBatches
 
 
 def _indices(batch, size):
@@ -12,7 +12,7 @@ def _indices(batch, size):
 
 
 def _shard(size, batch_size, world, rank, **kwargs):
-    sampler = BatchSampler(size, batch_size, num_replicas=world, rank=rank, **kwargs)
+    sampler = DistributedBatchSampler(size, batch_size, num_replicas=world, rank=rank, **kwargs)
     batches = [_indices(b, size) for b in sampler]
     assert len(batches) == len(sampler)
     return batches
@@ -47,7 +47,7 @@ def test_train_shards_are_disjoint_and_equal(world, drop_last):
 
 def test_train_order_depends_on_seed_and_epoch_only():
     def order(seed, epoch, rank=0, world=1):
-        sampler = BatchSampler(50, 50, shuffle=True, seed=seed, num_replicas=world, rank=rank)
+        sampler = DistributedBatchSampler(50, 50, shuffle=True, seed=seed, num_replicas=world, rank=rank)
         sampler.set_epoch(epoch)
         return next(iter(sampler)).tolist()
 
@@ -60,7 +60,7 @@ def test_train_order_depends_on_seed_and_epoch_only():
 
 
 def test_lightning_sees_a_distributed_sampler():
-    sampler = BatchSampler(10, 4)
+    sampler = DistributedBatchSampler(10, 4)
     assert isinstance(sampler, DistributedSampler)
     loader = DataLoader(TensorBatches(torch.arange(10.0), torch.arange(10)), sampler=sampler, batch_size=None)
     assert [y.tolist() for _, y in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
@@ -76,8 +76,16 @@ def test_tensor_batches_gathers_and_transforms():
 
 def test_errors():
     with pytest.raises(ValueError, match=r"batch_size: must be at least 1, got 0"):
-        BatchSampler(10, 0)
+        DistributedBatchSampler(10, 0)
     with pytest.raises(ValueError, match=r"rank: 2 is outside 0..1"):
-        BatchSampler(10, 2, num_replicas=2, rank=2)
+        DistributedBatchSampler(10, 2, num_replicas=2, rank=2)
     with pytest.raises(ValueError, match=r"targets: 4 targets for 5 inputs"):
         TensorBatches(torch.zeros(5, 2), torch.zeros(4))
+
+
+def test_old_name_is_a_deprecated_alias() -> None:
+    import lit_deep.data
+
+    with pytest.warns(DeprecationWarning, match="renamed DistributedBatchSampler"):
+        old = lit_deep.data.BatchSampler
+    assert old is DistributedBatchSampler

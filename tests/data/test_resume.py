@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lit_deep import Classifier
-from lit_deep.data import BatchSampler, FashionMNISTDataModule
+from lit_deep.data import DistributedBatchSampler, FashionMNISTDataModule
 from lit_deep.data._batches import ResumableLoader
 from lit_deep.models import MLP
 from lit_deep.schedules import OneCycle
@@ -85,42 +85,42 @@ def test_datamodule_state_holds_the_position_the_generators_and_loads_weights_on
 
 
 def test_sampler_resumes_only_the_saved_epoch():
-    sampler = BatchSampler(20, 4, shuffle=True, seed=1)
+    sampler = DistributedBatchSampler(20, 4, shuffle=True, seed=1)
     sampler.set_epoch(2)
     it = iter(sampler)
     next(it), next(it)
     state = sampler.state_dict()
     assert (state["epoch"], state["batches"]) == (2, 2)
-    same_epoch = BatchSampler(20, 4, shuffle=True, seed=1)
+    same_epoch = DistributedBatchSampler(20, 4, shuffle=True, seed=1)
     same_epoch.load_state_dict(state)
     same_epoch.set_epoch(2)
     assert [b.tolist() for b in same_epoch] == [b.tolist() for b in it]
-    next_epoch = BatchSampler(20, 4, shuffle=True, seed=1)
+    next_epoch = DistributedBatchSampler(20, 4, shuffle=True, seed=1)
     next_epoch.load_state_dict(state)
     next_epoch.set_epoch(3)
     assert len(list(next_epoch)) == 5  # another epoch: a whole one
 
 
 def test_end_of_epoch_position_gives_the_whole_next_epoch():
-    sampler = BatchSampler(10, 4, shuffle=True)
+    sampler = DistributedBatchSampler(10, 4, shuffle=True)
     assert len(list(sampler)) == 3
-    resumed = BatchSampler(10, 4, shuffle=True)
+    resumed = DistributedBatchSampler(10, 4, shuffle=True)
     resumed.load_state_dict(sampler.state_dict())
     resumed.set_epoch(1)
     assert len(list(resumed)) == 3
 
 
 def test_mid_epoch_position_with_other_settings_is_refused():
-    sampler = BatchSampler(20, 4, shuffle=True)
+    sampler = DistributedBatchSampler(20, 4, shuffle=True)
     it = iter(sampler)
     next(it)
-    other = BatchSampler(20, 5, shuffle=True)
+    other = DistributedBatchSampler(20, 5, shuffle=True)
     with pytest.raises(ValueError, match=r"batch_size: the checkpoint stopped in the middle of epoch 0 with batch_s"):
         other.load_state_dict(sampler.state_dict())
 
 
 def test_loader_uses_its_own_generator():
-    loader = ResumableLoader(torch.utils.data.TensorDataset(torch.zeros(4)), BatchSampler(4, 2))  # type: ignore[arg-type]
+    loader = ResumableLoader(torch.utils.data.TensorDataset(torch.zeros(4)), DistributedBatchSampler(4, 2))  # type: ignore[arg-type]
     state = torch.get_rng_state()
     iter(loader)
     assert torch.equal(torch.get_rng_state(), state)  # a plain DataLoader draws its base seed from the global RNG

@@ -1,4 +1,4 @@
-"""ReduceLROnPlateau with the book's (Keras's) semantics."""
+"""PlateauDecay with the book's (Keras's) semantics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lit_deep.schedules import ReduceLROnPlateau
+from lit_deep.schedules import PlateauDecay
 
 
 def make_optimizer(lr: float = 0.02) -> torch.optim.Optimizer:
@@ -29,7 +29,7 @@ def keras_rates(metrics: list[float], lr: float, factor: float, patience: int, m
 
 
 def test_defaults_are_the_books() -> None:
-    sched = ReduceLROnPlateau(make_optimizer())
+    sched = PlateauDecay(make_optimizer())
     assert (sched.monitor, sched.factor, sched.keras_patience, sched.interval) == ("val_loss", 0.5, 5, "epoch")
 
 
@@ -41,7 +41,7 @@ def test_defaults_are_the_books() -> None:
 )
 def test_matches_keras(metrics: list[float], patience: int, factor: float) -> None:
     opt = make_optimizer(0.02)
-    sched = ReduceLROnPlateau(opt, factor=factor, patience=patience)
+    sched = PlateauDecay(opt, factor=factor, patience=patience)
     got = []
     for value in metrics:
         sched.step(value)
@@ -64,4 +64,12 @@ def test_matches_keras(metrics: list[float], patience: int, factor: float) -> No
 )
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        ReduceLROnPlateau(make_optimizer(), **kwargs)
+        PlateauDecay(make_optimizer(), **kwargs)
+
+
+def test_old_name_is_a_deprecated_alias() -> None:
+    from lit_deep.schedules import ReduceLROnPlateau
+
+    with pytest.warns(DeprecationWarning, match="renamed PlateauDecay"):
+        sched = ReduceLROnPlateau(make_optimizer(), patience=2)
+    assert isinstance(sched, PlateauDecay) and sched.keras_patience == 2

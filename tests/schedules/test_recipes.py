@@ -11,7 +11,7 @@ import torch
 from lit_deep import Classifier
 from lit_deep.cli import LitDeepCLI, main
 from lit_deep.data import FashionMNISTDataModule, write_idx
-from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PowerDecay, ReduceLROnPlateau
+from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PlateauDecay, PowerDecay
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "schedules"
 EXPECTED = {
@@ -19,7 +19,7 @@ EXPECTED = {
     "power.yaml": (PowerDecay, "step"),
     "exponential.yaml": (ExponentialDecay, "epoch"),
     "piecewise.yaml": (PiecewiseConstant, "epoch"),
-    "performance.yaml": (ReduceLROnPlateau, "epoch"),
+    "performance.yaml": (PlateauDecay, "epoch"),
 }
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*(does not have many workers|smaller than the logging interval)"),
@@ -67,7 +67,7 @@ def test_recipe_fits_with_its_scheduler(recipe: str, tiny_fmnist: Any, tmp_path:
     assert config.interval == interval
     if kind is OneCycle:
         assert config.scheduler.total_steps == run.trainer.global_step == config.scheduler.last_epoch == 10
-    if kind is ReduceLROnPlateau:
+    if kind is PlateauDecay:
         assert config.monitor == "val_loss"
 
 

@@ -17,8 +17,8 @@ from lit_deep.schedules import (
     ExponentialDecay,
     OneCycle,
     PiecewiseConstant,
+    PlateauDecay,
     PowerDecay,
-    ReduceLROnPlateau,
     lightning_scheduler_config,
 )
 from tests.schedules.conftest import LRRecorder, tiny_classifier, tiny_trainer
@@ -39,9 +39,9 @@ def optimizer() -> torch.optim.Optimizer:
         (functools.partial(PowerDecay, s=10, interval="step"), {"interval": "step"}),
         (functools.partial(ExponentialDecay, s=20), {"interval": "epoch"}),
         (functools.partial(PiecewiseConstant, boundaries=[5], values=[0.1, 0.01]), {"interval": "epoch"}),
-        (ReduceLROnPlateau, {"interval": "epoch", "monitor": "val_loss"}),
+        (PlateauDecay, {"interval": "epoch", "monitor": "val_loss"}),
         (
-            functools.partial(ReduceLROnPlateau, monitor="val_acc", mode="max"),
+            functools.partial(PlateauDecay, monitor="val_acc", mode="max"),
             {"interval": "epoch", "monitor": "val_acc"},
         ),
         (functools.partial(torch.optim.lr_scheduler.StepLR, step_size=3), {"interval": "epoch"}),
@@ -99,7 +99,7 @@ def test_epoch_interval_decay_and_plateau_in_a_trainer(tmp_path: Path, tiny_data
     assert per_epoch == pytest.approx([0.01 * 0.1 ** (e / 2) for e in range(3)], rel=1e-12)
     assert recorder.lrs[4] == recorder.lrs[0]  # constant within an epoch
 
-    plateau = tiny_classifier(functools.partial(ReduceLROnPlateau, patience=1, min_delta=10.0), lr=0.01)
+    plateau = tiny_classifier(functools.partial(PlateauDecay, patience=1, min_delta=10.0), lr=0.01)
     trainer = tiny_trainer(tmp_path, [], max_epochs=3, limit_val_batches=1.0)
     trainer.fit(plateau, datamodule=tiny_data)
     (config,) = trainer.lr_scheduler_configs

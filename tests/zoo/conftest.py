@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from lit_deep.models import build
 from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file
-from lit_deep.zoo.registry import NAMESPACE_ENV, REGISTRY, Preprocessing, ZooEntry
+from lit_deep.zoo.registry import NAMESPACE_ENV, REGISTRY, PreprocessingSpec, ZooEntry
 from lit_deep.zoo.release.cards import config_dict, write_repo_files
 from tests.zoo.hub_server import HubServer
 
@@ -44,7 +44,7 @@ def make_tiny_entry(folder: Path, seed: int = 0) -> tuple[ZooEntry, dict[str, to
             "class_path": "lit_deep.models.MLP",
             "init_args": {"input_shape": [1, 28, 28], "hidden": [8], "num_classes": 3, "activation": "relu"},
         },
-        preprocessing=Preprocessing(standardize="per_pixel"),
+        preprocessing=PreprocessingSpec(standardize="per_pixel"),
         task="full",
         class_names=("a", "b", "c"),
         sha256="",

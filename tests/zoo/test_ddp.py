@@ -27,13 +27,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 from lit_deep import zoo
-from lit_deep.zoo.registry import REGISTRY, Preprocessing, ZooEntry
+from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry
 
 FOLDER, CACHE, OUT = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 entry = json.loads((OUT / "entry.json").read_text())
 REGISTRY[entry["name"]] = ZooEntry(
     name=entry["name"], architecture=entry["architecture"],
-    preprocessing=Preprocessing(tuple(entry["input_shape"]), entry["standardize"]),
+    preprocessing=PreprocessingSpec(tuple(entry["input_shape"]), entry["standardize"]),
     task="full", class_names=tuple(entry["class_names"]), metrics={}, summary="", limits="", sha256=entry["sha256"],
 )
 NAME = entry["name"]

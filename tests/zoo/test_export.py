@@ -15,7 +15,7 @@ from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP, Autoencoder, build
 from lit_deep.modules import AutoencoderModule
-from lit_deep.zoo import REGISTRY, Preprocessing, ZooEntry
+from lit_deep.zoo import REGISTRY, PreprocessingSpec, ZooEntry
 from lit_deep.zoo._hub import sha256_file
 from lit_deep.zoo.release.cards import config_dict
 from lit_deep.zoo.release.export import export_checkpoint, registry_snippet
@@ -24,7 +24,7 @@ from tests.conftest import FakeFMNIST, write_fake_fmnist
 ENTRY = ZooEntry(
     name="mlp.exporttest",
     architecture={"class_path": "lit_deep.models.MLP", "init_args": {"hidden": [16], "num_classes": 10}},
-    preprocessing=Preprocessing(standardize="per_pixel"),
+    preprocessing=PreprocessingSpec(standardize="per_pixel"),
     task="full",
     class_names=tuple("abcdefghij"),
     sha256="",
@@ -36,7 +36,7 @@ AE_ENTRY = dataclasses.replace(
     ENTRY,
     name="autoencoder.exporttest",
     architecture={"class_path": "lit_deep.models.Autoencoder", "init_args": {"hidden": [16, 4]}},
-    preprocessing=Preprocessing(),
+    preprocessing=PreprocessingSpec(),
     class_names=(),
     kind="autoencoder",
 )

@@ -9,7 +9,7 @@ import torch
 
 from lit_deep import zoo
 from lit_deep.models import Preprocess
-from lit_deep.zoo import REGISTRY, Preprocessing
+from lit_deep.zoo import REGISTRY, PreprocessingSpec
 from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file, shipped_copy
 from lit_deep.zoo.registry import NAMESPACE_ENV
 from lit_deep.zoo.release.evaluate import classification_metrics, evaluate
@@ -46,7 +46,7 @@ def test_every_entry_is_published() -> None:
 
 def test_preprocessing_rejects_unknown_standardisation() -> None:
     with pytest.raises(ValueError, match="standardize: expected 'none' or 'per_pixel', got 'global'"):
-        Preprocessing(standardize="global")
+        PreprocessingSpec(standardize="global")
 
 
 @pytest.mark.parametrize("name", PUBLISHED)

@@ -24,7 +24,7 @@ from lit_deep.models import BackboneHead, Preprocess, describe
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
 from lit_deep.zoo._hub import sha256_file
-from lit_deep.zoo.registry import Preprocessing, ZooEntry, get_entry
+from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry, get_entry
 from lit_deep.zoo.release.cards import write_repo_files
 from lit_deep.zoo.release.evaluate import evaluate
 
@@ -121,7 +121,7 @@ def package_module(
     entry = ZooEntry(
         name=name,
         architecture=describe(network),
-        preprocessing=Preprocessing(tuple(pre.input_shape), "per_pixel" if per_pixel else "none"),
+        preprocessing=PreprocessingSpec(tuple(pre.input_shape), "per_pixel" if per_pixel else "none"),
         task=task,
         class_names=tuple(str(n) for n in names),
         sha256="",

@@ -1,17 +1,42 @@
-"""Shared by the callbacks: selecting modules and parameters by name, pattern or type; rescaling param groups."""
+"""The selector language of lit_deep's callbacks: which layers and parameters a callback acts on.
+
+Callbacks such as ``FreezeUnfreeze(modules=...)``, ``MaxNorm(modules=...)`` and ``LayerStats(modules=...)``
+take selectors, relative to the module's root model (:func:`~lit_deep.callbacks.root_module`):
+
+* a **qualified name** of a submodule or parameter: ``"backbone"``, ``"backbone.3"``, ``"head.weight"``;
+  a module selects all its descendants;
+* a **glob pattern** (``fnmatch``, case-sensitive) over those names: ``"backbone.*"``, ``"*.bias"``;
+* a **layer type**: the class itself from Python (``nn.Linear``), or in YAML its class path
+  (``torch.nn.Linear``, ``lit_deep.nn.MCDropout``), looked up in an allow-list (:func:`layer_type`), never
+  imported;
+* a list of any of these.
+
+In a LightningCLI recipe::
+
+    trainer:
+      callbacks:
+        - class_path: lit_deep.callbacks.MaxNorm
+          init_args:
+            max_value: 3.0
+            modules: [torch.nn.Linear]          # every Linear layer
+        - class_path: lit_deep.callbacks.FreezeUnfreeze
+          init_args:
+            modules: backbone                    # everything under .model.backbone
+            unfreeze_at_epoch: [3, 6]
+            milestones: ["backbone.4*", "backbone.[0-3]*"]
+
+A selector that matches nothing is an error naming the argument, so a typo does not silently select nothing.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
-import lightning.pytorch as pl
-import torch
 from torch import nn
 
-from lit_deep.schedules import ClosedFormLR
+from lit_deep.models import DescriptionError, resolve_class
 
 __all__ = [
     "BATCH_NORMS",
@@ -19,12 +44,8 @@ __all__ = [
     "Selector",
     "as_patterns",
     "as_selectors",
+    "layer_type",
     "matches",
-    "mixed_group",
-    "reference_group",
-    "rescale_groups",
-    "resolve_root",
-    "scale_scheduler",
     "select_modules",
     "select_parameters",
 ]
@@ -33,21 +54,8 @@ __all__ = [
 Selector = str | type[nn.Module]
 #: The layers that own weight matrices and kernels: the default targets of ``MaxNorm`` and ``LayerStats``.
 LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: The batch-normalisation layers (``FreezeUnfreeze``'s ``bn`` argument acts on them).
 BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-
-
-def resolve_root(pl_module: nn.Module) -> nn.Module:
-    """The module that names are relative to: ``pl_module.model`` when it is a module (``Classifier``), else itself.
-
-    Example::
-
-        >>> wrapper = nn.Module()
-        >>> wrapper.model = nn.Linear(2, 1)
-        >>> resolve_root(wrapper) is wrapper.model
-        True
-    """
-    model = getattr(pl_module, "model", None)
-    return model if isinstance(model, nn.Module) else pl_module
 
 
 def as_patterns(value: Any, argument: str) -> tuple[str, ...]:
@@ -71,16 +79,31 @@ def as_patterns(value: Any, argument: str) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _class_path(name: str) -> type[nn.Module] | None:
-    """The ``nn.Module`` subclass a class path such as ``"torch.nn.Linear"`` names (YAML recipes), else ``None``."""
+def layer_type(name: str, argument: str = "modules") -> type[nn.Module] | None:
+    """The layer type a class path names (``"torch.nn.Linear"``, ``"lit_deep.nn.MCDropout"``), else ``None``.
+
+    Only a dotted name whose last part is capitalised is read as a type; ``"backbone.3"`` and ``"head"`` are
+    module names. Types are looked up in the allow-list of :func:`lit_deep.models.resolve_class` (``torch.nn``
+    layers, lit_deep's layers and architectures, registered classes): a YAML recipe is data, nothing is imported.
+
+    Raises:
+        ValueError: for a class path outside the allow-list, naming ``argument``.
+
+    Example::
+
+        >>> layer_type("torch.nn.Conv2d"), layer_type("backbone.3")
+        (<class 'torch.nn.modules.conv.Conv2d'>, None)
+    """
     module_name, _, attr = name.rpartition(".")
     if not module_name or not attr.isidentifier() or not attr[:1].isupper():
         return None  # "backbone.3", "head": module names, not classes
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError):
-        return None
-    return cls if isinstance(cls, type) and issubclass(cls, nn.Module) else None
+        return resolve_class(name, argument)
+    except DescriptionError:
+        raise ValueError(
+            f"{argument}: {name!r} is not a known layer type (torch.nn layers, lit_deep's layers and architectures, "
+            "classes registered with lit_deep.models.register_model); pass the class itself from Python"
+        ) from None
 
 
 def as_selectors(value: Any, argument: str) -> tuple[Selector, ...]:
@@ -102,7 +125,7 @@ def as_selectors(value: Any, argument: str) -> tuple[Selector, ...]:
         valid_type = isinstance(item, type) and issubclass(item, nn.Module)
         if not (valid_type or (isinstance(item, str) and item)):
             raise ValueError(f"{argument}: {item!r} is neither a non-empty name/pattern nor an nn.Module subclass")
-        selectors.append((_class_path(item) or item) if isinstance(item, str) else item)
+        selectors.append((layer_type(item, argument) or item) if isinstance(item, str) else item)
     return tuple(selectors)
 
 
@@ -173,93 +196,3 @@ def select_modules(root: nn.Module, selectors: Sequence[Selector], argument: str
         for name, module in named
         if (types and isinstance(module, types)) or (patterns and matches(name, patterns))
     }
-
-
-# ----------------------------------------------------------------------------- optimizer parameter groups
-def reference_group(groups: Sequence[dict[str, Any]], frozen: set[int]) -> int | None:
-    """The index of the group whose rate unfrozen groups follow: ``"head"``, else the first never-frozen group.
-
-    Example::
-
-        >>> a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-        >>> reference_group([{"params": [a]}, {"params": [b]}], frozen={id(a)})
-        1
-    """
-    names = [group.get("name") for group in groups]
-    if "head" in names:
-        return names.index("head")
-    for index, group in enumerate(groups):
-        if group["params"] and not any(id(p) in frozen for p in group["params"]):
-            return index
-    return None
-
-
-def mixed_group(groups: Sequence[dict[str, Any]], params: set[int]) -> str | None:
-    """The name (or index) of a group holding some, but not only, parameters of ``params``; ``None`` if none.
-
-    Example::
-
-        >>> a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-        >>> mixed_group([{"params": [a, b], "name": "all"}], {id(a)})
-        'all'
-    """
-    for index, group in enumerate(groups):
-        inside = sum(id(p) in params for p in group["params"])
-        if 0 < inside < len(group["params"]):
-            return str(group.get("name", index))
-    return None
-
-
-def scale_scheduler(scheduler: Any, index: int, reference: int, factor: float) -> None:
-    """Make group ``index`` of a PyTorch scheduler follow group ``reference`` times ``factor`` from now on.
-
-    lit_deep's closed-form schedules read the group's ``lr_scale`` and ``ReduceLROnPlateau`` multiplies the
-    current rate, so neither needs more. Closed-form PyTorch schedulers keep their rates in ``base_lrs``
-    (``LambdaLR``, ``CosineAnnealingLR``, ...), ``max_lrs`` (``CyclicLR``) or in the group itself
-    (``OneCycleLR``: ``initial_lr``, ``max_lr``, ``min_lr``); those entries are scaled.
-
-    Example::
-
-        >>> opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))]} for _ in range(2)], lr=1.0)
-        >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-        >>> scale_scheduler(sched, 1, 0, 0.1)
-        >>> sched.base_lrs
-        [1.0, 0.1]
-    """
-    if isinstance(scheduler, (ClosedFormLR, torch.optim.lr_scheduler.ReduceLROnPlateau)):
-        return
-    for attribute in ("base_lrs", "max_lrs"):
-        values = getattr(scheduler, attribute, None)
-        if isinstance(values, list) and len(values) > max(index, reference):
-            values[index] = values[reference] * factor
-    groups = scheduler.optimizer.param_groups
-    for key in ("initial_lr", "max_lr", "min_lr"):
-        if key in groups[index] and key in groups[reference]:
-            groups[index][key] = groups[reference][key] * factor
-
-
-def rescale_groups(trainer: pl.Trainer, params: set[int], ever_frozen: set[int], factor: float) -> list[str]:
-    """Give the groups holding ``params`` the reference group's current rate times ``factor`` (once).
-
-    Sets each such group's ``lr`` and ``lr_scale`` (read by lit_deep's schedules) from the reference group
-    (:func:`reference_group`; the group itself when there is none) and rescales the schedulers' per-group
-    rates (:func:`scale_scheduler`).
-
-    Returns:
-        The names (or indices) of the groups changed.
-    """
-    changed = []
-    for optimizer in trainer.optimizers:
-        groups = optimizer.param_groups
-        ref = reference_group(groups, ever_frozen)
-        schedulers = [c.scheduler for c in trainer.lr_scheduler_configs if c.scheduler.optimizer is optimizer]
-        for index, group in enumerate(groups):
-            if not any(id(p) in params for p in group["params"]):
-                continue
-            source = groups[ref] if ref is not None else group
-            group["lr"] = float(source["lr"]) * factor
-            group["lr_scale"] = float(source.get("lr_scale", 1.0)) * factor
-            for scheduler in schedulers:
-                scale_scheduler(scheduler, index, index if ref is None else ref, factor)
-            changed.append(str(group.get("name", index)))
-    return changed
