@@ -40,13 +40,14 @@ test: setup
 # build time under LIT_DEEP_QUICK=1 (set DOCS_QUICK=0 for their full settings); strict: any warning fails.
 DOCS_STAMP := $(VENV)/.lit_deep-docs-installed
 DOCS_QUICK ?= 1
+export NO_MKDOCS_2_WARNING := 1  # Material 9.8 prints a banner about its successor on every build
 
 $(DOCS_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e ".[docs]"
 	touch $(DOCS_STAMP)
 
 docs: setup $(DOCS_STAMP)
-	LIT_DEEP_QUICK=$(DOCS_QUICK) $(VENV)/bin/mkdocs build --strict --site-dir site
+	LIT_DEEP_QUICK=$(DOCS_QUICK) IPYTHONDIR=$(CURDIR)/docs/ipython $(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: setup
 	$(VENV)/bin/ruff check lit_deep tests benchmarks
