@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lit_deep-installed
 DATA_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test lint bench clean
+.PHONY: setup data demo test docs lint bench clean
 
 setup: $(STAMP) data
 
@@ -36,6 +36,19 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# The documentation site: MkDocs + Material, the API reference from the docstrings, the tutorials executed at
+# build time under LIT_DEEP_QUICK=1 (set DOCS_QUICK=0 for their full settings); strict: any warning fails.
+DOCS_STAMP := $(VENV)/.lit_deep-docs-installed
+DOCS_QUICK ?= 1
+export NO_MKDOCS_2_WARNING := 1  # Material 9.8 prints a banner about its successor on every build
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: setup $(DOCS_STAMP)
+	LIT_DEEP_QUICK=$(DOCS_QUICK) IPYTHONDIR=$(CURDIR)/docs/ipython $(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: setup
 	$(VENV)/bin/ruff check lit_deep tests benchmarks
 	$(VENV)/bin/ruff format --check lit_deep tests benchmarks
@@ -45,4 +58,4 @@ bench: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/epoch_time.py --repeats 5
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info runs lightning_logs
+	rm -rf $(VENV) build dist *.egg-info runs lightning_logs site
