@@ -26,6 +26,7 @@
 # run's.
 
 # %%
+# %matplotlib inline
 import logging
 import os
 import time

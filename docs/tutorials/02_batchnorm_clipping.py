@@ -23,6 +23,7 @@
 # fewer images and steps; the documentation site shows that quick run.
 
 # %%
+# %matplotlib inline
 import logging
 import os
 import time

@@ -24,6 +24,7 @@
 # `LIT_DEEP_QUICK=1` runs it in seconds with fewer seeds and epochs; the documentation site shows that quick run.
 
 # %%
+# %matplotlib inline
 import functools
 import logging
 import os

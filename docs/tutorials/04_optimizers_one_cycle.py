@@ -23,6 +23,7 @@
 # fewer images and steps; the documentation site shows that quick run.
 
 # %%
+# %matplotlib inline
 import functools
 import logging
 import os

@@ -24,6 +24,7 @@
 # with fewer images, steps and MC samples; the documentation site shows that quick run.
 
 # %%
+# %matplotlib inline
 import logging
 import os
 import time
