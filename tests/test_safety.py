@@ -49,6 +49,14 @@ def _payloads(marker: Path) -> dict[str, Any]:
         "not-a-dict": ["subprocess.Popen"],
         "extra-keys": {"class_path": "torch.nn.Identity", "init_args": {}, "__import__": "os"},
         "deep": _deep(70),
+        "reads-a-file": {"class_path": "lit_deep.models.FromCheckpoint", "init_args": {"checkpoint": str(marker)}},
+        "downloads": {"class_path": "lit_deep.zoo.Pretrained", "init_args": {"name": "someone/else"}},
+        "real-device": {
+            "class_path": "torch.nn.Linear",
+            "init_args": {"in_features": 8, "out_features": 8, "device": "cpu"},
+        },
+        "clones-layers": {"class_path": "torch.nn.TransformerEncoder", "init_args": {"num_layers": 200_000}},
+        "huge-list": {"class_path": "lit_deep.models.MLP", "init_args": {"hidden": [1] * 20_000}},
     }
 
 
@@ -101,6 +109,19 @@ def test_checkpoint_naming_a_foreign_lightning_module_is_refused(marker: Path, t
     ckpt = _checkpoint(tmp_path / "hostile.ckpt", describe(MLP(hidden=(4,), num_classes=2)), _class_path="os.system")
     with pytest.raises(DescriptionError, match=r"_class_path 'os.system'"):
         Classifier.load_from_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("key", ["_instantiator", "schedule"])
+def test_hyper_parameters_that_would_be_imported_are_refused(key: str, tmp_path: Path) -> None:
+    # LightningCLI's instantiator hands hyper-parameters to jsonargparse, which imports strings by name.
+    value = "lightning.pytorch.cli.instantiate_module" if key == "_instantiator" else "this.X"
+    ckpt = _checkpoint(tmp_path / "hostile.ckpt", describe(MLP(hidden=(4,), num_classes=2)), **{key: value})
+    for read in (
+        lambda: Classifier.load_from_checkpoint(ckpt),
+        lambda: Classifier.load_from_checkpoint(ckpt, model=MLP()),
+    ):
+        with pytest.raises(DescriptionError, match=f"hyper-parameter {key!r} is not one lit_deep saves"):
+            read()
 
 
 def test_shapes_that_disagree_with_the_weights_are_refused_before_allocation(tmp_path: Path) -> None:

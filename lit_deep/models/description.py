@@ -52,7 +52,18 @@ _LAZY = {
     "lit_deep.zoo.pretrained.Pretrained": "lit_deep.zoo.pretrained",
 }
 #: torch.nn classes a description may not name (wrappers of other modules, process groups).
-_TORCH_DENIED = {"DataParallel", "Module", "ModuleDict", "ModuleList", "ParameterList", "ParameterDict"}
+_TORCH_DENIED = {
+    "DataParallel",
+    "Module",
+    "ModuleDict",
+    "ModuleList",
+    "ParameterList",
+    "ParameterDict",
+    # clone a layer num_layers times: a short description could ask for unbounded work
+    "Transformer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+}
 _LIT_DEEP_LAYERS = (MCDropout, MCAlphaDropout)
 _MAX_DEPTH = 64
 _MAX_NODES = 10_000
@@ -159,12 +170,19 @@ def _check(description: Any, where: str, depth: int, nodes: list[int]) -> None:
         raise DescriptionError(f"{where}: unexpected keys {sorted(extra) or ['init_args', 'parts']}")
     cls = _resolve(description["class_path"], where)
     key = "parts" if "parts" in description else "init_args"
+    if key == "init_args" and getattr(cls, "describe_by_parts", False):
+        # FromCheckpoint / Pretrained read files or download: data rebuilds them from their parts only.
+        raise DescriptionError(
+            f"{where}: {description['class_path']} is rebuilt from its parts, not constructed from data"
+        )
     args = description.get(key, {})
     if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
         raise DescriptionError(f"{where}.{key}: expected a mapping of argument names, got {args!r}")
     if key == "parts" and (not issubclass(cls, BackboneHead) or set(args) != {"backbone", "head", "feature_dim"}):
         raise DescriptionError(f"{where}.parts: only a BackboneHead has parts (backbone, head, feature_dim)")
     for name, value in args.items():
+        if name in _SKIPPED_ARGS and value is not None:  # a device would allocate during the meta-device check
+            raise DescriptionError(f"{where}.{key}.{name}: only None is allowed in a description, got {value!r}")
         _check_value(value, f"{where}.{key}.{name}", depth + 1, nodes)
 
 
@@ -174,6 +192,9 @@ def _check_value(value: Any, where: str, depth: int, nodes: list[int]) -> None:
     if _is_description(value):
         _check(value, where, depth, nodes)
     elif isinstance(value, (list, tuple)):
+        nodes[0] += len(value)
+        if nodes[0] > _MAX_NODES:
+            raise DescriptionError(f"{where}: the description is too large (more than {_MAX_NODES} entries)")
         for i, item in enumerate(value):
             _check_value(item, f"{where}[{i}]", depth + 1, nodes)
     elif isinstance(value, dict):

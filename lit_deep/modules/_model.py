@@ -49,9 +49,16 @@ def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> Non
     """
     if not isinstance(checkpoint_path, (str, os.PathLike)):
         return  # a file object: Lightning reads it once; the model argument is then built by build() itself
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # not a zip archive (legacy format): mmap is not available
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
     where = f"checkpoint {os.fspath(checkpoint_path)!r}"
+    for key in _NEVER_SAVED:
+        if isinstance(hparams, dict) and key in hparams:
+            # lit_deep never saves these; LightningCLI would hand them to jsonargparse, which imports by name.
+            raise DescriptionError(f"{where}: hyper-parameter {key!r} is not one lit_deep saves; nothing was run")
     class_path = hparams.get("_class_path") if isinstance(hparams, dict) else None
     if class_path is not None and not _imported_module_class(class_path):
         raise DescriptionError(
@@ -64,9 +71,13 @@ def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> Non
         check_description(description)
         weights = state.get("state_dict") or {}
         expected = {k.removeprefix("model."): tuple(v.shape) for k, v in weights.items() if k.startswith("model.")}
-        build(description, expected, f"the weights in {os.fspath(checkpoint_path)}") if expected else None
+        build(description, expected, f"the weights in {os.fspath(checkpoint_path)}")
     except DescriptionError as err:
         raise DescriptionError(f"{where}: {err}") from None  # the context is in the message
+
+
+#: hyper-parameters a lit_deep checkpoint never holds (stripped on save, or ignored) and that name code to import.
+_NEVER_SAVED = ("_instantiator", "schedule")
 
 
 def _imported_module_class(path: Any) -> bool:
@@ -123,6 +134,5 @@ class DescribedModel(pl.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path | IO[Any], *args: Any, **kwargs: Any) -> Any:
         """Lightning's ``load_from_checkpoint``, after :func:`check_checkpoint` (unless ``model=`` is passed)."""
-        if "model" not in kwargs:
-            check_checkpoint(checkpoint_path)
+        check_checkpoint(checkpoint_path)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
