@@ -8,7 +8,7 @@ Sections (one run, ``--repeats`` interleaved repeats, medians):
    eval passes: the floor), ``torch-uncertainty`` (its ``mc_dropout`` wrapper, ``on_batch=False``: T passes) and
    ``baal`` (``MCDropoutModule``, T passes). Section ``m``: peak memory above the start of each way on (a), each in
    a fresh process whose resident size is sampled every 2 ms.
-2. **Sweep** of ``max_elements`` on (a), which chose :data:`lit_deep.uncertainty.DEFAULT_MAX_ELEMENTS`.
+2. **Sweep** of ``max_elements`` on (a), which chose :data:`lit_deep.uncertainty.predict.DEFAULT_MAX_ELEMENTS`.
 3. **cnn.fmnist** (``lit_deep.zoo.load``, offline copy) called through a wrapper whose ``forward`` is not
    ``nn.Sequential``'s: ``naive`` (T passes, dropout on, BatchNorm in eval; timed on ``--naive-passes`` passes and
    scaled to T, each pass costs the same), ``mc_predict`` (the torch.fx split), ``hand-split`` (backbone up to the
@@ -40,7 +40,8 @@ from torch import nn
 
 from lit_deep.data import load_fashion_mnist
 from lit_deep.models import MLP
-from lit_deep.uncertainty import DEFAULT_MAX_ELEMENTS, mc_predict
+from lit_deep.uncertainty import mc_predict
+from lit_deep.uncertainty.predict import DEFAULT_MAX_ELEMENTS
 
 MLPS: dict[str, Callable[[], nn.Module]] = {
     "(a) dropout 0.2 before every layer": lambda: MLP(hidden=(300, 100), dropout=0.2, seed=0),

@@ -41,7 +41,7 @@ from lit_deep.plugins import AtomicCheckpointIO
 __all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "user_error", "write_results"]
 
 #: verb -> "module:function" taking the remaining arguments and returning an exit code.
-COMMANDS: dict[str, str] = {"zoo": "lit_deep.zoo.cli:main", "demo": "lit_deep.experiments.demo:main"}
+COMMANDS: dict[str, str] = {"zoo": "lit_deep.zoo.release.cli:main", "demo": "lit_deep.experiments.demo:main"}
 _LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 
 
@@ -109,12 +109,12 @@ class LitDeepCLI(LightningCLI):
     def before_fit(self) -> None:
         """Refuse ``--ckpt_path last`` without a last checkpoint; run the LR range test when ``--find-lr`` is set.
 
-        See :func:`lit_deep.schedules.find_lr` for the range test.
+        See :func:`lit_deep.callbacks.find_lr` for the range test.
         """
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
         check_ckpt_path(config.get("ckpt_path"), self.trainer)
         if config.get("find_lr", False):
-            from lit_deep.schedules.lr_finder import find_lr
+            from lit_deep.callbacks.lr_finder import find_lr
 
             run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             find_lr(self.trainer, self.model, self.datamodule, plot_path=run_dir / "lr_finder.png")

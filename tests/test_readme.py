@@ -24,7 +24,7 @@ def test_readme_has_the_two_commands() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    if "push_to_hub" not in BLOCKS[index]:
+    if "zoo.release import push" not in BLOCKS[index]:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {"__name__": "__readme__"})
         return

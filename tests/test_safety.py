@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from lit_deep import Classifier, zoo
 from lit_deep.cli import main as lit_deep_main
 from lit_deep.models import MLP, DescriptionError, FromCheckpoint, Preprocess, build, describe, load_checkpoint_model
-from lit_deep.zoo import cli as zoo_cli
 from lit_deep.zoo._format import assemble
+from lit_deep.zoo.release import cli as zoo_cli
 from tests.zoo.hub_server import HubServer
 
 

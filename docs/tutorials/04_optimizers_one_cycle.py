@@ -41,7 +41,8 @@ from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 from lit_deep.modules import OPTIMIZERS
-from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PowerDecay, find_lr, schedule_trace
+from lit_deep.callbacks import find_lr
+from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PowerDecay, schedule_trace
 
 QUICK = os.environ.get("LIT_DEEP_QUICK") == "1"
 torch.set_num_threads(1 if QUICK else 2)  # the quick run is too small for two threads to pay

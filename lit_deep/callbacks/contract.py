@@ -16,7 +16,7 @@ can do more. The contract between them has three parts:
    groups as the user built them (and say so when they mix parameters it must treat differently).
 3. **Per-group rate scale.** A callback that changes a group's rate mid-run calls
    :func:`lit_deep.schedules.rescale_groups`: it sets the group's ``lr`` and ``lr_scale``. lit_deep's
-   schedules compute ``rate(t) * lr_scale`` from the step count (:mod:`lit_deep.schedules._base`), and
+   schedules compute ``rate(t) * lr_scale`` from the step count (:mod:`lit_deep.schedules.base`), and
    PyTorch's schedulers' per-group copies of the rate are rescaled, so the change survives the schedule and
    a resumed run (``lr_scale`` is saved in the optimizer's state).
 

@@ -210,11 +210,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"config": asdict(config), "seeds": [r.seed for r in runs], "metrics": [r.metrics for r in runs]}
     write_json(output / "results.json", results, indent=2)  # strict JSON (NaN -> null), atomic
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from lit_deep.cli import main as cli_main
-
-    raise SystemExit(cli_main(["demo", *sys.argv[1:]]))  # one-line errors, as `lit-deep demo`

@@ -39,6 +39,7 @@ __all__ = [
     "DescriptionError",
     "build",
     "check_description",
+    "check_fits",
     "describe",
     "describe_or_none",
     "resolve_class",
@@ -46,10 +47,14 @@ __all__ = [
 ]
 
 Description = dict[str, Any]
-#: lit_deep classes whose module is imported only when a description names them (a fixed table, not a lookup).
-_LAZY = {
-    "lit_deep.zoo.Pretrained": "lit_deep.zoo.pretrained",
-    "lit_deep.zoo.pretrained.Pretrained": "lit_deep.zoo.pretrained",
+#: Classes that read a file or download when constructed (``FromCheckpoint``, ``Pretrained``) are described by
+#: their parts as the class that rebuilds them, :class:`BackboneHead`; older descriptions that name them are read
+#: as that class. A fixed table of names: nothing is imported.
+_BY_PARTS_ALIASES = {
+    "lit_deep.zoo.Pretrained",
+    "lit_deep.zoo.pretrained.Pretrained",
+    "lit_deep.models.FromCheckpoint",
+    "lit_deep.models.transfer.FromCheckpoint",
 }
 #: torch.nn classes a description may not name (wrappers of other modules, process groups).
 _TORCH_DENIED = {
@@ -80,12 +85,9 @@ def _resolve(path: Any, where: str) -> type[nn.Module]:
         raise DescriptionError(f"{where}.class_path: expected a class path string, got {path!r}")
     if "." not in path:  # the short form of LightningCLI recipes: lit_deep's architectures
         path = f"lit_deep.models.{path}"
+    if path in _BY_PARTS_ALIASES:
+        path = canonical_path(BackboneHead)
     cls = registered_class(path)
-    if cls is None and path in _LAZY:
-        import importlib
-
-        importlib.import_module(_LAZY[path])  # our own module, from the fixed table above
-        cls = registered_class(path)
     if cls is None and path.startswith("torch.nn."):
         name = path.rsplit(".", 1)[1]
         candidate = getattr(nn, name, None)
@@ -170,7 +172,9 @@ def _check(description: Any, where: str, depth: int, nodes: list[int]) -> None:
         raise DescriptionError(f"{where}: unexpected keys {sorted(extra) or ['init_args', 'parts']}")
     cls = _resolve(description["class_path"], where)
     key = "parts" if "parts" in description else "init_args"
-    if key == "init_args" and getattr(cls, "describe_by_parts", False):
+    named = description["class_path"]
+    by_parts = getattr(cls, "describe_by_parts", False) or (isinstance(named, str) and named in _BY_PARTS_ALIASES)
+    if key == "init_args" and by_parts:
         # FromCheckpoint / Pretrained read files or download: data rebuilds them from their parts only.
         raise DescriptionError(
             f"{where}: {description['class_path']} is rebuilt from its parts, not constructed from data"
@@ -301,11 +305,34 @@ def build(
         Linear(in_features=2, out_features=3, bias=True)
     """
     description = _plain(description)
-    check_description(description)
     if expected is not None:
-        with torch.device("meta"):
-            _compare(expected, state_shapes(_instantiate(description)), source)
+        check_fits(description, expected, source)
+    else:
+        check_description(description)
     return _instantiate(description)
+
+
+def check_fits(description: Description, expected: Mapping[str, tuple[int, ...]], source: str = "the weights") -> None:
+    """Check a description and that the model it builds has exactly the state-dict shapes ``expected``.
+
+    The model is built on the ``meta`` device only: nothing is allocated, whatever sizes the description names.
+
+    Raises:
+        DescriptionError: for a malformed or refused description, or shapes that disagree with ``expected``.
+
+    Example::
+
+        >>> linear = {"class_path": "torch.nn.Linear", "init_args": {"in_features": 200000, "out_features": 200000}}
+        >>> try:
+        ...     check_fits(linear, {"weight": (3, 2), "bias": (3,)}, "model.safetensors")
+        ... except DescriptionError as err:
+        ...     print(str(err)[:60])
+        model: the description does not fit model.safetensors: shape
+    """
+    description = _plain(description)
+    check_description(description)
+    with torch.device("meta"):
+        _compare(expected, state_shapes(_instantiate(description)), source)
 
 
 # ----------------------------------------------------------------------------------------------- describing
@@ -370,8 +397,9 @@ def _candidate(module: nn.Module) -> Description:
 
 
 def _parts(model: BackboneHead) -> Description:
+    cls = BackboneHead if getattr(type(model), "describe_by_parts", False) else type(model)
     return {
-        "class_path": canonical_path(type(model)),
+        "class_path": canonical_path(cls),
         "parts": {"backbone": describe(model.backbone), "head": describe(model.head), "feature_dim": model.feature_dim},
     }
 
@@ -382,7 +410,10 @@ def _same(description: Description, module: nn.Module) -> bool:
             rebuilt = _instantiate(description)
         except (DescriptionError, TypeError, ValueError):
             return False
-    return repr(rebuilt) == repr(module) and state_shapes(rebuilt) == state_shapes(module)
+    same_repr = repr(rebuilt) == repr(module)
+    if getattr(type(module), "describe_by_parts", False):  # rebuilt as a BackboneHead: compare what it holds
+        same_repr = repr(rebuilt).partition("(")[2] == repr(module).partition("(")[2]
+    return same_repr and state_shapes(rebuilt) == state_shapes(module)
 
 
 def describe(model: nn.Module) -> Description:

@@ -2,7 +2,7 @@
 
 :func:`transfer` is the one entry point; :class:`FromCheckpoint` (a local checkpoint) and
 :class:`lit_deep.zoo.Pretrained` (a zoo name, a Hub repo or a checkpoint) are its YAML forms,
-:meth:`lit_deep.Classifier.from_zoo`, :func:`lit_deep.zoo.load` with ``num_classes`` and the demo call it.
+:func:`lit_deep.zoo.classifier`, :func:`lit_deep.zoo.load` with ``num_classes`` and the demo call it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from lit_deep._validate import check_choice
 from lit_deep.modules._optim import OptimizerName
 from lit_deep.modules.base import LitDeepModule, Stage
-from lit_deep.schedules.wiring import ScheduleFactory
+from lit_deep.schedules import ScheduleFactory
 
 __all__ = ["RECONSTRUCTION_LOSSES", "AutoencoderModule", "ReconstructionLoss"]
 

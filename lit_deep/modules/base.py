@@ -9,7 +9,7 @@ everything that is not the task:
   groups (``head``, ``backbone``, ``other``, plus the callbacks' ``param_group_splits``), with decoupled weight
   decay that spares biases and 1-D parameters;
 * the schedule (a factory ``optimizer -> scheduler``, wired to Lightning by
-  :func:`~lit_deep.schedules.lightning_scheduler_config`);
+  :func:`~lit_deep.modules._schedule.lightning_scheduler_config`);
 * the cheap training logging and the divergence check (:mod:`lit_deep.modules._logging`): ``train_loss`` on
   the loggers' steps only, the epoch metrics named in :attr:`LitDeepModule.train_epoch_metrics` once per epoch.
 
@@ -30,7 +30,8 @@ from lit_deep._validate import check_non_negative, check_positive
 from lit_deep.modules._logging import log_train_epoch_metrics, log_train_loss
 from lit_deep.modules._model import DescribedModel
 from lit_deep.modules._optim import OptimizerName, build_optimizer, check_optimizer_name, param_groups
-from lit_deep.schedules.wiring import ScheduleFactory, lightning_scheduler_config, trainer_total_steps
+from lit_deep.modules._schedule import lightning_scheduler_config, trainer_total_steps
+from lit_deep.schedules import ScheduleFactory
 
 __all__ = ["LitDeepModule", "Stage"]
 
@@ -140,7 +141,7 @@ class LitDeepModule(DescribedModel):
     def scheduler_config(self, optimizer: Optimizer) -> dict[str, Any] | None:
         """The Lightning ``lr_scheduler`` config for ``self.schedule`` (``None`` without a schedule).
 
-        See :func:`lit_deep.schedules.lightning_scheduler_config`: ``interval`` is ``"step"`` for 1cycle,
+        See :func:`lit_deep.modules._schedule.lightning_scheduler_config`: ``interval`` is ``"step"`` for 1cycle,
         the decays' own (``"epoch"`` unless configured), and plateau scheduling monitors ``val_loss``.
         """
         if self.schedule is None:

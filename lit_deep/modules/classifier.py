@@ -14,8 +14,9 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from lit_deep._validate import check_non_negative
 from lit_deep.modules._optim import OptimizerName, penalised_weights
 from lit_deep.modules.base import LitDeepModule, Stage
-from lit_deep.schedules.wiring import ScheduleFactory
-from lit_deep.uncertainty import MCPrediction, MCPredictor
+from lit_deep.modules.mc_predictor import MCPredictor
+from lit_deep.schedules import ScheduleFactory
+from lit_deep.uncertainty import MCPrediction
 
 __all__ = ["Classifier", "ScheduleFactory"]
 
@@ -61,7 +62,7 @@ class Classifier(LitDeepModule):
         mc_samples: with ``T > 0``, ``trainer.predict`` returns Monte-Carlo dropout predictions
             (:class:`~lit_deep.uncertainty.MCPrediction`, ``T`` samples, ordinary dropout switched back on after
             Lightning's ``eval()``): ``[MCPrediction]`` per dataloader, in dataset order, gathered from every rank
-            under DDP and returned on each (see :mod:`lit_deep.uncertainty._lightning`).
+            under DDP and returned on each (see :mod:`lit_deep.modules.mc_predictor`).
         mc_seed: seed of the MC masks (per image, so DDP and single-process results agree); ``None`` draws one.
 
     Example::
@@ -124,72 +125,6 @@ class Classifier(LitDeepModule):
         self.register_buffer("_train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("_train_nll", torch.zeros((), dtype=torch.float64), persistent=False)
         self._train_seen = 0
-
-    @classmethod
-    def from_zoo(
-        cls,
-        name: str,
-        num_classes: int | None = None,
-        revision: str | None = None,
-        cache_dir: str | None = None,
-        **kwargs: Any,
-    ) -> Classifier:
-        """A Classifier around a pretrained zoo model or Hub repo (see :func:`lit_deep.zoo.load`).
-
-        With ``num_classes`` the backbone is a copy of the pretrained one and the head is new
-        (:func:`lit_deep.models.transfer`); without it the pretrained head and its class names are kept. The
-        model takes raw [0, 1] images (its preprocessing is built in): use
-        ``FashionMNISTDataModule(standardize=False)``. It is put in train mode (``zoo.load`` returns eval mode,
-        and Lightning keeps the mode a module arrives in).
-
-        Args:
-            name: a zoo name (``lit-deep zoo list``) or a Hub repo id ``owner/name[@revision]``.
-            num_classes: outputs of a fresh head; ``None`` keeps the pretrained head.
-            revision: Hub revision (default the registry's pinned one, ``main`` for other repos).
-            cache_dir: Hub cache folder (default huggingface_hub's).
-            **kwargs: the other Classifier arguments (optimizer, lr, ...).
-
-        Example::
-
-            >>> try:
-            ...     Classifier.from_zoo("mlp.fmnst")
-            ... except ValueError as err:
-            ...     print(str(err).split(" or ")[0])
-            name: no zoo model 'mlp.fmnst'; did you mean 'mlp.fmnist'
-        """
-        from lit_deep import zoo
-
-        model = zoo.load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
-        zoo_info: zoo.ZooInfo = model.__dict__["zoo_info"]
-        if num_classes is None and "class_names" not in kwargs and zoo_info.class_names:
-            kwargs["class_names"] = list(zoo_info.class_names)
-        return cls(model, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Publish the model on the Hub in the zoo format (see :func:`lit_deep.zoo.release.push_model`).
-
-        Writes ``config.json``, ``model.safetensors`` and a generated model card with the test accuracy, NLL and
-        ECE measured on the Fashion-MNIST test split of the run's task; the repo then loads with
-        ``zoo.load(repo_id)`` and fine-tunes with :meth:`from_zoo`.
-
-        Args:
-            repo_id: ``owner/name``.
-            **kwargs: see :func:`lit_deep.zoo.release.push_model` (``datamodule``, ``token``, ``private``, ...).
-
-        Returns:
-            The commit id of the upload.
-
-        Example::
-
-            >>> from lit_deep.models import MLP
-            >>> Classifier(MLP(hidden=(4,))).push_to_hub("no-owner")
-            Traceback (most recent call last):
-            ...
-            ValueError: repo_id: expected 'owner/name', got 'no-owner'
-        """
-        from lit_deep.zoo.release import push_model
-
-        return push_model(self, repo_id, **kwargs)
 
     # ----------------------------------------------------------------- forward and loss
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -320,7 +255,7 @@ class Classifier(LitDeepModule):
         give the order the loop then draws (and would consume random numbers). A shuffled test loader seeds
         by position in the loop instead.
         """
-        from lit_deep.uncertainty import index_batches, shuffles
+        from lit_deep.modules.mc_predictor import index_batches, shuffles
 
         loaders = self.trainer.test_dataloaders
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders

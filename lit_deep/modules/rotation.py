@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_deep._validate import check_int
 from lit_deep.modules._optim import OptimizerName
 from lit_deep.modules.base import LitDeepModule, Stage
-from lit_deep.schedules.wiring import ScheduleFactory
+from lit_deep.schedules import ScheduleFactory
 
 __all__ = ["RotationPretext", "rotate_batch"]
 

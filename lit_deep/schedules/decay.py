@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torch.optim import Optimizer
 
-from lit_deep.schedules._base import ClosedFormLR, Interval, check_interval, check_positive
+from lit_deep.schedules.base import ClosedFormLR, Interval, check_interval, check_positive
 
 __all__ = ["ExponentialDecay", "PiecewiseConstant", "PowerDecay"]
 

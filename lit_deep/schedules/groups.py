@@ -1,6 +1,6 @@
 """Rescaling optimizer parameter groups mid-run, and the schedulers that hold per-group rates.
 
-This is the other half of the ``lr_scale`` contract of :mod:`lit_deep.schedules._base`: when a callback
+This is the other half of the ``lr_scale`` contract of :mod:`lit_deep.schedules.base`: when a callback
 (``FreezeUnfreeze``) gives a group a new rate in the middle of a run, :func:`rescale_groups` sets the group's
 ``lr`` and ``lr_scale`` from a reference group, and :func:`scale_scheduler` makes the schedulers that keep
 their own copies of per-group rates (PyTorch's ``base_lrs``, ``max_lrs``, ``OneCycleLR``'s ``initial_lr``,
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lit_deep.schedules._base import ClosedFormLR
+from lit_deep.schedules.base import ClosedFormLR
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 from torch import Tensor
 from torch.optim import Optimizer
 
-from lit_deep.schedules._base import ClosedFormLR, check_positive, resolve_total_steps
+from lit_deep.schedules.base import ClosedFormLR, check_positive, resolve_total_steps
 
 __all__ = ["ONE_CYCLE_PRESETS", "OneCycle", "OneCyclePreset", "OneCyclePresetName"]
 
@@ -87,7 +87,7 @@ class OneCycle(ClosedFormLR):
     ``max_momentum`` down to ``base_momentum`` while the rate rises and back while it falls.
 
     Each group's rate is the shape above with ``max_lr`` as the group's base rate, times the group's
-    ``lr_scale`` (see :mod:`lit_deep.schedules._base`).
+    ``lr_scale`` (see :mod:`lit_deep.schedules.base`).
 
     Args:
         optimizer: the optimizer.

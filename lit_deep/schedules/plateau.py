@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_schedulers
 
 from lit_deep._validate import check_choice
 
-__all__ = ["PlateauDecay", "PlateauMode", "ReduceLROnPlateau"]
+__all__ = ["PlateauDecay", "PlateauMode"]
 
 #: Whether the monitored metric should fall (a loss) or rise (an accuracy).
 PlateauMode = Literal["min", "max"]
@@ -91,26 +90,3 @@ class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
             min_lr=min_lr,
             eps=0.0,  # Keras has no smallest cut (PyTorch skips cuts below 1e-8 by default)
         )
-
-
-class ReduceLROnPlateau(PlateauDecay):
-    """Deprecated name of :class:`PlateauDecay` (it is not PyTorch's class: Keras's patience); warns when built.
-
-    Example::
-
-        >>> import torch, warnings
-        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02)
-        >>> with warnings.catch_warnings(record=True) as caught:
-        ...     warnings.simplefilter("always")
-        ...     sched = ReduceLROnPlateau(opt)
-        >>> isinstance(sched, PlateauDecay), caught[0].category.__name__
-        (True, 'DeprecationWarning')
-    """
-
-    def __init__(self, optimizer: Optimizer, *args: Any, **kwargs: Any) -> None:
-        warnings.warn(
-            "lit_deep.schedules.ReduceLROnPlateau is renamed PlateauDecay (Keras's patience, not PyTorch's class)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        super().__init__(optimizer, *args, **kwargs)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lit_deep.schedules._base import default_total_steps
-from lit_deep.schedules.wiring import ScheduleFactory
+from lit_deep.schedules.base import ScheduleFactory, default_total_steps
 
 __all__ = ["ScheduleTrace", "plot_lr_finder", "plot_schedule", "schedule_trace"]
 

@@ -1,9 +1,13 @@
-"""Monte-Carlo dropout prediction with uncertainty, calibration and OOD metrics, and their plots."""
+"""Monte-Carlo dropout prediction with uncertainty, calibration and OOD metrics, and their plots.
 
-from lit_deep.uncertainty._lightning import MCPredictor, index_batches, shuffles
+Plain PyTorch: this package imports neither Lightning nor matplotlib (the plots import it when called). Its
+Lightning pieces live above it: MC dropout in ``trainer.predict`` is ``Classifier(mc_samples=...)``
+(:mod:`lit_deep.modules.mc_predictor`) and the temperature callback is
+:class:`lit_deep.callbacks.TemperatureScaling`.
+"""
+
 from lit_deep.uncertainty.ensemble import Ensemble
 from lit_deep.uncertainty.metrics import (
-    ECE_BINS,
     accuracy,
     brier_score,
     calibration_report,
@@ -14,34 +18,21 @@ from lit_deep.uncertainty.metrics import (
 from lit_deep.uncertainty.ood import deterministic_probs, ood_aurocs
 from lit_deep.uncertainty.plots import (
     calibration_figure,
-    reliability_bins,
     reliability_diagram,
     risk_coverage_plot,
     uncertainty_histogram,
 )
-from lit_deep.uncertainty.predict import DEFAULT_MAX_ELEMENTS, mc_predict
+from lit_deep.uncertainty.predict import mc_predict
 from lit_deep.uncertainty.prediction import MCPrediction
-from lit_deep.uncertainty.scores import SCORES, max_softmax_uncertainty, predictive_entropy, uncertainty_score
+from lit_deep.uncertainty.scores import uncertainty_score
 from lit_deep.uncertainty.selective import adaptive_calibration_error, aurc, fpr_at_tpr, risk_coverage_curve
-from lit_deep.uncertainty.temperature import (
-    Temperature,
-    TemperatureScaled,
-    fit_temperature,
-    logits_and_targets,
-    temperature_from_logits,
-)
-from lit_deep.uncertainty.temperature_callback import TemperatureScaling
+from lit_deep.uncertainty.temperature import Temperature, TemperatureScaled, fit_temperature, temperature_from_logits
 
 __all__ = [
-    "DEFAULT_MAX_ELEMENTS",
     "Ensemble",
+    "MCPrediction",
     "Temperature",
     "TemperatureScaled",
-    "TemperatureScaling",
-    "ECE_BINS",
-    "SCORES",
-    "MCPrediction",
-    "MCPredictor",
     "accuracy",
     "adaptive_calibration_error",
     "aurc",
@@ -52,20 +43,14 @@ __all__ = [
     "expected_calibration_error",
     "fit_temperature",
     "fpr_at_tpr",
-    "logits_and_targets",
-    "index_batches",
-    "max_softmax_uncertainty",
     "mc_predict",
     "nll",
     "ood_auroc",
     "ood_aurocs",
-    "predictive_entropy",
-    "reliability_bins",
-    "temperature_from_logits",
     "reliability_diagram",
     "risk_coverage_curve",
     "risk_coverage_plot",
-    "shuffles",
+    "temperature_from_logits",
     "uncertainty_histogram",
     "uncertainty_score",
 ]

@@ -7,7 +7,6 @@ Brier score, so those two are written here (plain formulas below).
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multiclass_calibration_error
 
 from lit_deep.uncertainty.prediction import MCPrediction
 
@@ -48,6 +47,8 @@ def accuracy(probs: MCPrediction | torch.Tensor, targets: torch.Tensor) -> float
         0.5
     """
     p, y = _checked(probs, targets)
+    from torchmetrics.functional.classification import multiclass_accuracy  # torchmetrics loads matplotlib
+
     return float(multiclass_accuracy(p, y, num_classes=p.shape[1], average="micro"))
 
 
@@ -90,6 +91,8 @@ def expected_calibration_error(
     if n_bins < 1:
         raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
     p, y = _checked(probs, targets)
+    from torchmetrics.functional.classification import multiclass_calibration_error  # torchmetrics loads matplotlib
+
     return float(multiclass_calibration_error(p, y, num_classes=p.shape[1], n_bins=n_bins, norm="l1"))
 
 
@@ -115,6 +118,8 @@ def ood_auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores_in, scores_out: contain NaN or infinite values")
     labels = torch.cat([torch.zeros(scores_in.numel()), torch.ones(scores_out.numel())]).long()
+    from torchmetrics.functional.classification import binary_auroc  # torchmetrics loads matplotlib
+
     return float(binary_auroc(scores, labels))
 
 

@@ -7,14 +7,17 @@ when a path is given.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked, expected_calibration_error
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.selective import aurc, risk_coverage_curve
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the package
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "calibration_figure",
@@ -81,6 +84,8 @@ def reliability_diagram(
         >>> open(out, "rb").read(4), len(fig.axes)
         (b'\x89PNG', 1)
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.5, 4.5))
     _draw_reliability(fig.add_subplot(), probs, targets, n_bins, title)
     return _finish(fig, path)
@@ -144,6 +149,8 @@ def risk_coverage_plot(
         >>> fig.axes[0].get_xlabel()
         'coverage'
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(4.5, 4.5))
     _draw_risk_coverage(fig.add_subplot(), probs, targets, scores, title)
     return _finish(fig, path)
@@ -167,6 +174,8 @@ def calibration_figure(
     """
     if n_bins < 1:
         raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(9, 4.5))
     left, right = fig.subplots(1, 2)
     prefix = f"{title}: " if title else ""
@@ -207,6 +216,8 @@ def uncertainty_histogram(
     both = torch.cat([scores_in, scores_out]).float()
     low, high = float(both.min()), float(both.max())
     edges = torch.linspace(low, high if high > low else low + 1.0, bins + 1).tolist()
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
     ax.hist(scores_in.float().numpy(), bins=edges, density=True, alpha=0.6, label=f"in-distribution ({len(scores_in)})")

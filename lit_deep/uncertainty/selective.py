@@ -7,7 +7,6 @@ FPR at a given TPR is torchmetrics' ``binary_specificity_at_sensitivity`` (``FPR
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.classification import binary_specificity_at_sensitivity
 
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -118,5 +117,7 @@ def fpr_at_tpr(scores_in: torch.Tensor, scores_out: torch.Tensor, tpr: float = 0
     low, high = scores.min(), scores.max()
     scores = (scores - low) / (high - low) if high > low else torch.zeros_like(scores)
     labels = torch.cat([torch.zeros(scores_in.numel()), torch.ones(scores_out.numel())]).long()
+    from torchmetrics.functional.classification import binary_specificity_at_sensitivity  # loads matplotlib
+
     specificity, _ = binary_specificity_at_sensitivity(scores, labels, min_sensitivity=tpr)
     return float(1.0 - specificity)

@@ -160,6 +160,10 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+#: The zoo folder of a source checkout (``zoo/`` at the repository root), one folder per model as its Hub repo.
+SOURCE_ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo"
+
+
 def shipped_copy(name: str) -> Path | None:
     """The folder of the copy of ``name`` shipped with lit_deep (or under ``$LIT_DEEP_ZOO_DIR``), if any.
 
@@ -169,8 +173,7 @@ def shipped_copy(name: str) -> Path | None:
         True
     """
     override = os.environ.get(SHIPPED_DIR_ENV)
-    package = Path(__file__).resolve().parents[1]
-    roots = [Path(override)] if override else [package / "_zoo_files", package.parent / "zoo"]
+    roots = [Path(override)] if override else [Path(__file__).resolve().parents[1] / "_zoo_files", SOURCE_ZOO_DIR]
     for root in roots:
         folder = root / name
         if all((folder / f).is_file() for f in FILES):

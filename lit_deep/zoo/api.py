@@ -1,4 +1,4 @@
-"""The zoo's public functions: ``load`` a pretrained model, ``download`` its files, describe it with ``info``.
+"""The zoo's public functions: ``load`` a model (or a ``classifier`` around it), ``download``, ``info``.
 
 A model is a registered zoo name (weights pinned by SHA-256, shipped with lit_deep as an offline fallback) or
 any Hub repo in the lit_deep format (``owner/name``, optional ``@revision`` and ``hf-hub:`` prefix), whose
@@ -8,7 +8,7 @@ weights are checked against the Hub's own SHA-256 (the LFS ETag). Loading import
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -20,7 +20,10 @@ from lit_deep.zoo._format import model_description, read_config, zoo_description
 from lit_deep.zoo._hub import Fetched, _info, evict, fetch
 from lit_deep.zoo.registry import HubReference, ZooEntry, get_entry, parse_reference
 
-__all__ = ["ZooInfo", "download", "info", "load"]
+if TYPE_CHECKING:
+    from lit_deep.modules import Classifier
+
+__all__ = ["ZooInfo", "classifier", "download", "info", "load"]
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def load(
     for a config that does not fit), and loaded with ``strict=True``. It is returned in eval mode with its
     preprocessing as first layer, so it takes raw images: uint8 ``[B, 28, 28]``/``[B, 1, 28, 28]`` or float in
     [0, 1]. ``model.zoo_info`` (:class:`ZooInfo`) says where it came from and which commit. Call ``.train()``
-    before fine-tuning it yourself (:meth:`lit_deep.Classifier.from_zoo` does it for you).
+    before fine-tuning it yourself (:func:`classifier` does it for you).
 
     Args:
         name: a zoo name (``lit-deep zoo list``) or a Hub repo id ``owner/name[@revision]`` (``hf-hub:`` prefix
@@ -263,6 +266,45 @@ def load(
 
 def _attach(model: nn.Module, zoo_info: ZooInfo) -> None:
     model.__dict__["zoo_info"] = zoo_info  # a plain attribute: not a parameter, not part of the description
+
+
+def classifier(
+    name: str,
+    num_classes: int | None = None,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    **kwargs: Any,
+) -> Classifier:
+    """A :class:`~lit_deep.Classifier` around a pretrained zoo model or Hub repo (see :func:`load`), in train mode.
+
+    With ``num_classes`` the backbone is a copy of the pretrained one and the head is new
+    (:func:`lit_deep.models.transfer`); without it the pretrained head and its class names are kept. The model
+    takes raw [0, 1] images (its preprocessing is built in): use ``FashionMNISTDataModule(standardize=False)``.
+    It is put in train mode (``load`` returns eval mode, and Lightning keeps the mode a module arrives in).
+    Lightning is imported by this call, not by ``import lit_deep.zoo``.
+
+    Args:
+        name: a zoo name (``lit-deep zoo list``), a Hub repo id ``owner/name[@revision]`` or a local zoo folder.
+        num_classes: outputs of a fresh head; ``None`` keeps the pretrained head.
+        revision: Hub revision (default the registry's pinned one, ``main`` for other repos).
+        cache_dir: Hub cache folder (default huggingface_hub's).
+        **kwargs: the other Classifier arguments (optimizer, lr, ...).
+
+    Example::
+
+        >>> try:
+        ...     classifier("mlp.fmnst")
+        ... except ValueError as err:
+        ...     print(str(err).split(" or ")[0])
+        name: no zoo model 'mlp.fmnst'; did you mean 'mlp.fmnist'
+    """
+    from lit_deep.modules import Classifier  # Lightning: imported by this call only
+
+    model = load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
+    zoo_info: ZooInfo = model.__dict__["zoo_info"]
+    if num_classes is None and "class_names" not in kwargs and zoo_info.class_names:
+        kwargs["class_names"] = list(zoo_info.class_names)
+    return Classifier(model, **kwargs)
 
 
 def info(name: str) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_deep.schedules import ClosedFormLR, OneCycle, default_total_steps
-from lit_deep.schedules._base import check_interval, check_positive, resolve_total_steps
+from lit_deep.schedules import ClosedFormLR, OneCycle
+from lit_deep.schedules.base import check_interval, check_positive, default_total_steps, resolve_total_steps
 
 
 def test_provider_is_scoped_and_lazy() -> None:

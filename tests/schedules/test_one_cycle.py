@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lit_deep.schedules import ONE_CYCLE_PRESETS, OneCycle
+from lit_deep.schedules import OneCycle
+from lit_deep.schedules.one_cycle import ONE_CYCLE_PRESETS
 
 
 def make_optimizer(kind: str = "sgd", lr: float = 0.001, groups: int = 1) -> torch.optim.Optimizer:

@@ -65,11 +65,3 @@ def test_matches_keras(metrics: list[float], patience: int, factor: float) -> No
 def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PlateauDecay(make_optimizer(), **kwargs)
-
-
-def test_old_name_is_a_deprecated_alias() -> None:
-    from lit_deep.schedules import ReduceLROnPlateau
-
-    with pytest.warns(DeprecationWarning, match="renamed PlateauDecay"):
-        sched = ReduceLROnPlateau(make_optimizer(), patience=2)
-    assert isinstance(sched, PlateauDecay) and sched.keras_patience == 2

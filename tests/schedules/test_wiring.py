@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from lit_deep.data import FashionMNISTDataModule
+from lit_deep.modules._schedule import lightning_scheduler_config
 from lit_deep.schedules import (
     ExponentialDecay,
     OneCycle,
     PiecewiseConstant,
     PlateauDecay,
     PowerDecay,
-    lightning_scheduler_config,
 )
 from tests.schedules.conftest import LRRecorder, tiny_classifier, tiny_trainer
 

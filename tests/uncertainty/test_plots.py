@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lit_deep.uncertainty import reliability_bins, reliability_diagram, uncertainty_histogram
+from lit_deep.uncertainty import reliability_diagram, uncertainty_histogram
+from lit_deep.uncertainty.plots import reliability_bins
 
 
 def test_reliability_bins_by_hand():

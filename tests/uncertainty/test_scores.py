@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from lit_deep.uncertainty import MCPrediction, max_softmax_uncertainty, predictive_entropy, uncertainty_score
+from lit_deep.uncertainty import MCPrediction, uncertainty_score
+from lit_deep.uncertainty.scores import max_softmax_uncertainty, predictive_entropy
 
 
 def test_entropy_in_nats_with_zero_probabilities():

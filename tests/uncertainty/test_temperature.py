@@ -5,12 +5,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_deep import Classifier
+from lit_deep.callbacks import TemperatureScaling
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 from lit_deep.uncertainty import (
     Temperature,
     TemperatureScaled,
-    TemperatureScaling,
     expected_calibration_error,
     fit_temperature,
     mc_predict,

@@ -1,4 +1,4 @@
-"""zoo.load / download / info and Classifier.from_zoo: arguments, heads, config checks, lazy import."""
+"""zoo.load / download / info and zoo.classifier: arguments, heads, config checks, lazy import."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from lit_deep import Classifier, zoo
+from lit_deep import zoo
 from lit_deep.zoo import UnknownModelError
 from tests.zoo.conftest import TINY, TinyZoo
 from tests.zoo.hub_server import COMMIT, HubServer
@@ -20,7 +20,7 @@ def test_unknown_name_lists_close_matches() -> None:
     with pytest.raises(UnknownModelError, match=r"no zoo model 'cnn\.fminst'; did you mean 'cnn\.fmnist'"):
         zoo.load("cnn.fminst")
     with pytest.raises(UnknownModelError, match="Available: autoencoder.fmnist, cnn.fmnist"):
-        zoo.get_entry("resnet")
+        zoo.info("resnet")
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True])
@@ -44,11 +44,11 @@ def test_num_classes_gives_a_new_head_on_the_pretrained_backbone(hub: HubServer,
 
 
 def test_classifier_from_zoo_trains_in_train_mode_with_class_names(hub: HubServer, cache: str) -> None:
-    clf = Classifier.from_zoo(TINY, cache_dir=cache, lr=0.01)
+    clf = zoo.classifier(TINY, cache_dir=cache, lr=0.01)
     assert clf.model.training
     assert clf.class_names == ["a", "b", "c"]
     assert clf.lr == 0.01
-    transfer = Classifier.from_zoo(TINY, num_classes=2, cache_dir=cache)
+    transfer = zoo.classifier(TINY, num_classes=2, cache_dir=cache)
     assert transfer.num_outputs == 2
     assert transfer.class_names is None
 
@@ -98,7 +98,7 @@ def test_any_hub_repo_in_the_zoo_format_loads(hub: HubServer, tiny_zoo: TinyZoo,
     assert (info.name, info.repo_id, info.revision, info.source) == ("someone/tiny-copy",) * 2 + ("main", "hub")
     assert info.sha256 == tiny_zoo.entry.sha256  # the Hub's LFS hash, checked
     assert info.class_names == ("a", "b", "c")
-    clf = Classifier.from_zoo("someone/tiny-copy", cache_dir=cache)
+    clf = zoo.classifier("someone/tiny-copy", cache_dir=cache)
     assert clf.class_names == ["a", "b", "c"]
 
 

@@ -11,7 +11,7 @@ import torch
 
 from lit_deep import cli as lit_cli
 from lit_deep import zoo
-from lit_deep.zoo import cli
+from lit_deep.zoo.release import cli
 from tests.zoo.conftest import TINY, TinyZoo
 from tests.zoo.hub_server import HubServer
 

@@ -59,7 +59,7 @@ from lit_deep.cli import release_process_group
 
 # lit_deep.zoo logs through the standard logging module (no Lightning import), on stderr by default.
 # Lightning starts rank 1 by re-running this script (LOCAL_RANK=1) before any process group exists.
-module = Classifier.from_zoo(NAME, num_classes=2, cache_dir=CACHE, lr=0.01)
+module = zoo.classifier(NAME, num_classes=2, cache_dir=CACHE, lr=0.01)
 data = TensorDataset(torch.rand(32, 1, 28, 28), torch.randint(0, 2, (32,)))
 trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

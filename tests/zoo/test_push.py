@@ -14,7 +14,7 @@ import torch
 from lit_deep import Classifier, zoo
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP, describe
-from lit_deep.zoo import cli
+from lit_deep.zoo.release import cli, push
 from tests.conftest import FakeFMNIST
 from tests.zoo.hub_server import HubServer
 
@@ -47,7 +47,7 @@ def test_push_model_then_load_and_fine_tune(
     hub: HubServer, tiny_fmnist: FakeFMNIST, tmp_path: Path, standardize: bool
 ) -> None:
     clf, dm = _trained(tiny_fmnist, tmp_path, standardize)
-    commit = clf.push_to_hub("you/fmnist-mlp", datamodule=dm, data_dir=str(tiny_fmnist.path))
+    commit = push(clf, "you/fmnist-mlp", datamodule=dm, data_dir=str(tiny_fmnist.path))
     assert len(commit) == 40
     files = hub.state.repos["you/fmnist-mlp"]
     assert {"config.json", "model.safetensors", "README.md"} <= set(files)
@@ -67,7 +67,7 @@ def test_push_model_then_load_and_fine_tune(
     assert torch.allclose(loaded(raw), clf(inputs), atol=1e-5)  # the package takes raw images
     assert describe(loaded)["parts"]["backbone"]["init_args"]["modules"][0]["init_args"]["per_pixel"] is standardize
 
-    tuned = Classifier.from_zoo("you/fmnist-mlp", num_classes=3)
+    tuned = zoo.classifier("you/fmnist-mlp", num_classes=3)
     assert tuned.model.head.out_features == 3 and tuned.model.training
 
 

@@ -17,7 +17,7 @@ from lit_deep.zoo.api import fold_temperature
 def test_registered_model_comes_back_calibrated(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calibrated, raw = zoo.load("mlp.fmnist"), zoo.load("mlp.fmnist", calibrated=False)
-    assert calibrated.zoo_info.temperature == zoo.get_entry("mlp.fmnist").temperature == 1.1059
+    assert calibrated.zoo_info.temperature == zoo.REGISTRY["mlp.fmnist"].temperature == 1.1059
     assert raw.zoo_info.temperature is None
     x = torch.rand(4, 28, 28)
     torch.testing.assert_close(calibrated(x), raw(x) / 1.1059)

@@ -13,7 +13,7 @@ from lit_deep.zoo.release.export import (
     registry_snippet,
     write_package,
 )
-from lit_deep.zoo.release.push import check_repo_id, push_checkpoint, push_folder, push_model, push_registered
+from lit_deep.zoo.release.push import check_repo_id, push, push_checkpoint, push_folder, push_registered
 
 __all__ = [
     "ExportResult",
@@ -30,7 +30,7 @@ __all__ = [
     "package_module",
     "push_checkpoint",
     "push_folder",
-    "push_model",
+    "push",
     "push_registered",
     "registry_snippet",
     "write_package",

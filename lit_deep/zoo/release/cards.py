@@ -128,9 +128,9 @@ def _usage(entry: ZooEntry) -> str:
             f'model = zoo.load("{name}")        # eval mode; takes uint8 or [0, 1] images\n'
             f"probs = model(images).softmax(-1)       # images: [B, 28, 28] or [B, 1, 28, 28]\n"
             f'new = zoo.load("{name}", num_classes={k})   # pretrained backbone, new head (transfer)\n'
-            f'clf = Classifier.from_zoo("{name}", num_classes={k})  # the same, as a LightningModule'
+            f'clf = zoo.classifier("{name}", num_classes={k})  # the same, as a LightningModule'
         )
-    return f"```python\nfrom lit_deep import Classifier, zoo\n\n{use}\n```"
+    return f"```python\nfrom lit_deep import zoo\n\n{use}\n```"
 
 
 def _results_intro(entry: ZooEntry) -> str:

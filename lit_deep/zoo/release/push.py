@@ -9,12 +9,12 @@ from typing import Any
 
 from huggingface_hub import HfApi
 
-from lit_deep.zoo._hub import endpoint, shipped_copy
+from lit_deep.zoo._hub import SOURCE_ZOO_DIR, endpoint, shipped_copy
 from lit_deep.zoo.registry import get_entry
 from lit_deep.zoo.release.cards import check_repo_files
 from lit_deep.zoo.release.export import package_checkpoint, package_module, write_package
 
-__all__ = ["check_repo_id", "push_checkpoint", "push_folder", "push_model", "push_registered"]
+__all__ = ["check_repo_id", "push_checkpoint", "push_folder", "push", "push_registered"]
 
 _FILES = ["config.json", "model.safetensors", "README.md"]
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -67,7 +67,7 @@ def push_folder(
     return str(getattr(commit, "oid", commit))
 
 
-def push_model(
+def push(
     module: Any,
     repo_id: str,
     *,
@@ -111,7 +111,7 @@ def push_model(
         hparams,
         stats,
         load_name=repo_id,
-        training="Trained with lit_deep and published with `Classifier.push_to_hub`.",
+        training="Trained with lit_deep and published with `lit_deep.zoo.release.push`.",
     )
     with tempfile.TemporaryDirectory() as folder:
         write_package(model, entry, folder, data_dir, test_args=hparams)
@@ -127,7 +127,7 @@ def push_checkpoint(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """:func:`push_model` for a checkpoint written by ``lit-deep fit`` (``lit-deep zoo push --checkpoint``).
+    """:func:`push` for a checkpoint written by ``lit-deep fit`` (``lit-deep zoo push --checkpoint``).
 
     Example::
 
@@ -165,8 +165,7 @@ def push_registered(
     """
     entry = get_entry(name)
     check_repo_id(repo_id)
-    zoo_dir = Path(__file__).resolve().parents[3] / "zoo"
-    path = Path(folder) if folder is not None else zoo_dir / name
+    path = Path(folder) if folder is not None else SOURCE_ZOO_DIR / name
     if folder is None and not path.is_dir():
         path = shipped_copy(name) or path  # an installed package: the copy it ships
     problems = check_repo_files(entry, path)

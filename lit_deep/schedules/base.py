@@ -28,12 +28,17 @@ from lit_deep._validate import check_int
 __all__ = [
     "INTERVALS",
     "Interval",
+    "ScheduleFactory",
     "ClosedFormLR",
     "check_interval",
     "check_positive",
     "default_total_steps",
     "resolve_total_steps",
 ]
+
+#: A callable ``optimizer -> scheduler``: ``functools.partial(OneCycle, max_lr=0.05)``, a scheduler class, or
+#: what LightningCLI builds from ``{class_path: lit_deep.schedules.OneCycle, init_args: {max_lr: 0.05}}``.
+ScheduleFactory = Callable[[Optimizer], LRScheduler]
 
 #: How often Lightning steps a schedule: every optimizer step or every epoch.
 Interval = Literal["step", "epoch"]

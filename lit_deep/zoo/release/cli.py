@@ -10,14 +10,11 @@ from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
 
-from lit_deep.zoo._hub import ZooDownloadError, ZooIntegrityError
+from lit_deep.zoo._hub import SOURCE_ZOO_DIR, ZooDownloadError, ZooIntegrityError
 from lit_deep.zoo.api import download, info
 from lit_deep.zoo.registry import REGISTRY, UnknownModelError, list_models
 
 __all__ = ["main"]
-
-#: The zoo folder of a source checkout (``zoo/`` at the repository root).
-ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo"
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -110,11 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="Write zoo/NAME from a training checkpoint and measure it on the test split.")
     p.add_argument("name")
     p.add_argument("--ckpt", required=True)
-    p.add_argument("--out", default=str(ZOO_DIR))
+    p.add_argument("--out", default=str(SOURCE_ZOO_DIR))
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=_export)
     p = sub.add_parser("cards", help="Regenerate config.json and README.md of every zoo folder from the registry.")
-    p.add_argument("--out", default=str(ZOO_DIR))
+    p.add_argument("--out", default=str(SOURCE_ZOO_DIR))
     p.add_argument("--check", action="store_true", help="only report folders out of sync (exit code 1)")
     p.set_defaults(func=_cards)
     return parser

@@ -1,4 +1,4 @@
-"""Turning a schedule factory into Lightning's ``lr_scheduler`` config (what ``Classifier`` returns)."""
+"""Turning a schedule factory into Lightning's ``lr_scheduler`` config (what ``LitDeepModule`` returns)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchPlateau
 
-from lit_deep.schedules._base import INTERVALS, default_total_steps
+from lit_deep.schedules.base import INTERVALS, ScheduleFactory, default_total_steps
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
-__all__ = ["ScheduleFactory", "lightning_scheduler_config", "trainer_total_steps"]
-
-#: A callable ``optimizer -> scheduler``: ``functools.partial(OneCycle, max_lr=0.05)``, a scheduler class, or
-#: what LightningCLI builds from ``{class_path: lit_deep.schedules.OneCycle, init_args: {max_lr: 0.05}}``.
-ScheduleFactory = Callable[[Optimizer], LRScheduler]
+__all__ = ["lightning_scheduler_config", "trainer_total_steps"]
 
 
 def trainer_total_steps(module: pl.LightningModule) -> int:

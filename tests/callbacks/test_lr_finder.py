@@ -10,7 +10,8 @@ import lightning.pytorch as pl
 import pytest
 
 from lit_deep import LitDeepWarning
-from lit_deep.schedules import OneCycle, PowerDecay, apply_found_lr, find_lr, suggest_lr
+from lit_deep.callbacks.lr_finder import apply_found_lr, find_lr, suggest_lr
+from lit_deep.schedules import OneCycle, PowerDecay
 from tests.schedules.conftest import tiny_classifier
 
 

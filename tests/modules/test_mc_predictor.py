@@ -9,8 +9,8 @@ import torch
 from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
+from lit_deep.modules.mc_predictor import MCPredictor, index_batches
 from lit_deep.uncertainty import MCPrediction, mc_predict
-from lit_deep.uncertainty._lightning import MCPredictor, index_batches
 
 FIELDS = ("probs", "std", "entropy", "mutual_info", "variation_ratio")
 
