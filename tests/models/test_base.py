@@ -139,3 +139,26 @@ def test_seeded_construction_leaves_the_global_generator_and_keeps_its_weights(n
     assert _digest(model) == digest
     MLP(hidden=(4,))  # without a seed the global generator is used, as before
     assert not torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_arguments_are_recorded_without_replacing_the_classes_init() -> None:
+    import copy
+
+    from lit_deep.models import Preprocess
+    from lit_deep.models._record import recorded_init_args
+
+    for cls in (BackboneHead, MLP, CNN, Autoencoder, Preprocess):
+        assert not hasattr(cls.__dict__["__init__"], "__wrapped__"), cls  # the function as written in the class
+
+    class Wider(MLP):  # a user subclass: recorded with its own signature, its __init__ left alone too
+        def __init__(self, width: int = 5, **kwargs: object) -> None:
+            super().__init__(hidden=(width,), **kwargs)
+
+    assert not hasattr(Wider.__dict__["__init__"], "__wrapped__")
+    net = Wider(7, num_classes=3)
+    assert recorded_init_args(net) == {"width": 7, "num_classes": 3}
+    assert recorded_init_args(MLP(hidden=(4,)))["hidden"] == (4,)
+    twin = copy.deepcopy(net)
+    assert recorded_init_args(twin) == recorded_init_args(net)
+    mlp = MLP(hidden=(6, 3), dropout=0.1, seed=2)
+    assert describe(build(describe(copy.deepcopy(mlp)))) == describe(mlp)
