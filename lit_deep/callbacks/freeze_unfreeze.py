@@ -109,8 +109,8 @@ class FreezeUnfreeze(Callback):
         super().__init__()
         self.modules = as_patterns(modules, "modules")
         self.milestones = milestones(unfreeze_at_epoch, self.modules)
+        #: ``{milestone epoch: factor}``: what ``lr_factor`` means for each milestone (read when it is applied).
         self.lr_factors = lr_factors(lr_factor, list(self.milestones))
-        self.lr_factor = lr_factor if isinstance(lr_factor, Mapping) else float(lr_factor)
         if bn not in _BN_MODES:
             raise ValueError(f"bn: expected one of {_BN_MODES}, got {bn!r}")
         self.bn = bn

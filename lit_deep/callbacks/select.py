@@ -22,8 +22,15 @@ In a LightningCLI recipe::
         - class_path: lit_deep.callbacks.FreezeUnfreeze
           init_args:
             modules: backbone                    # everything under .model.backbone
-            unfreeze_at_epoch: [3, 6]
-            milestones: ["backbone.4*", "backbone.[0-3]*"]
+            unfreeze_at_epoch: {3: "backbone.[4-9]*", 6: "backbone"}   # top layers first, then the rest
+
+and the same from Python::
+
+    >>> from lit_deep.callbacks import FreezeUnfreeze, MaxNorm
+    >>> MaxNorm(3.0, modules=[nn.Linear]).bounds
+    {<class 'torch.nn.modules.linear.Linear'>: 3.0}
+    >>> FreezeUnfreeze(modules="backbone", unfreeze_at_epoch={3: "backbone.[4-9]*", 6: "backbone"}).milestones
+    {3: ('backbone.[4-9]*',), 6: ('backbone',)}
 
 A selector that matches nothing is an error naming the argument, so a typo does not silently select nothing.
 """

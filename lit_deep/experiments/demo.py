@@ -89,6 +89,12 @@ def _global_rank() -> int:
     return int(getattr(rank_zero_only, "rank", 0))
 
 
+def _source_of(model: object) -> str:
+    """Where ``zoo.load`` got the model from: ``"hub"`` or ``"shipped"`` (its ``zoo_info.source``)."""
+    zoo_info = getattr(model, "zoo_info", None)
+    return str(zoo_info.source) if zoo_info is not None else "unknown"
+
+
 def _uncertain_report(run: TransferRun, names: Sequence[str], top: int, output: Path) -> str:
     mc = run.mc["transfer"]
     assert run.test_images is not None
@@ -183,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     source = zoo.load(config.source_model)  # under DDP: local rank 0 downloads, the other ranks read its cache
     if _global_rank() == 0:
-        print(f"source model: {config.source_model} ({getattr(source, 'zoo_source', 'hub')})")
+        print(f"source model: {config.source_model} ({_source_of(source)})")
     progress = not args.no_progress
     runs = [run_transfer(source, config, 42 + i, output, progress, hardware) for i in range(args.seeds)]
     if _global_rank() != 0:  # every rank evaluated the same synchronised models; rank 0 reports

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import ClassVar, Literal, get_args
 
 import torch
@@ -23,6 +25,7 @@ __all__ = [
     "make_activation",
     "make_dropout",
     "new_head",
+    "seeded",
 ]
 
 #: The activations by name (the choices LightningCLI lists for ``activation``).
@@ -195,6 +198,30 @@ def new_head(feature_dim: int, num_classes: int, generator: torch.Generator | No
         glorot_uniform_(head.weight, generator)
         head.bias.zero_()
     return head
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[torch.Generator | None]:
+    """A generator seeded with ``seed`` for a model's initialisation, the global CPU generator left as it was.
+
+    Layers draw PyTorch's default initialisation from the global generator when they are built; the seeded
+    initialisation then overwrites it. Inside this context those draws happen on a fork of the global state
+    (``torch.random.fork_rng``), so building a seeded model does not move the global generator. With
+    ``seed=None`` it yields ``None`` and changes nothing: the layers and the initialisation use the global one.
+
+    Example::
+
+        >>> before = torch.random.get_rng_state()
+        >>> with seeded(0) as generator:
+        ...     layer = nn.Linear(3, 2)
+        >>> torch.equal(before, torch.random.get_rng_state()), generator.initial_seed()
+        (True, 0)
+    """
+    if seed is None:
+        yield None
+        return
+    with torch.random.fork_rng(devices=[]):
+        yield torch.Generator().manual_seed(seed)
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

@@ -1,10 +1,13 @@
 """Recording constructor arguments and the allow-list of classes a description may name.
 
 A class that inherits :class:`RecordsInit` (every lit_deep architecture does, through
-:class:`~lit_deep.models.BackboneHead`) has its ``__init__`` wrapped once, when the class is defined: the
-outermost call binds its arguments to the signature, applies the defaults and keeps them on the instance, the way
-huggingface_hub's ``PyTorchModelHubMixin`` records its ``config``. Nothing here imports or calls anything by
-name: classes enter the allow-list by being defined in lit_deep or by :func:`register_model` in user code.
+:class:`~lit_deep.models.BackboneHead`) records its constructor arguments in ``RecordsInit.__new__``, which
+Python calls once per instantiation with the arguments given to the class: they are bound to the signature of
+``__init__``, the defaults applied, and kept on the instance, the way huggingface_hub's ``PyTorchModelHubMixin``
+records its ``config``. The classes themselves are left as written (their ``__init__`` is not replaced).
+User classes that cannot inherit it are decorated with :func:`register_model`, which wraps their ``__init__``.
+Nothing here imports or calls anything by name: classes enter the allow-list by being defined in lit_deep or by
+:func:`register_model` in user code.
 """
 
 from __future__ import annotations
@@ -55,12 +58,7 @@ def _wrap_init(cls: type[nn.Module]) -> None:
         if self.__dict__.get(_RECORDING):  # a super().__init__ call: the outermost call records
             init(self, *args, **kwargs)
             return
-        bound = signature.bind(self, *args, **kwargs)
-        bound.apply_defaults()
-        arguments = dict(list(bound.arguments.items())[1:])
-        for name, param in signature.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
-                arguments.update(arguments.pop(name, {}))
+        arguments = _arguments(signature, signature.bind(self, *args, **kwargs))
         object.__setattr__(self, _RECORDING, True)
         try:
             init(self, *args, **kwargs)
@@ -82,12 +80,40 @@ class RecordsInit:
         (4,)
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - documented on the class
+        self = super().__new__(cls)
+        signature = _init_signature(cls)
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:  # copy/pickle call __new__ without the arguments (then restore __dict__), or a bad call
+            return self  # ... which __init__ reports with Python's own message
+        object.__setattr__(self, _RECORDED, _arguments(signature, bound))
+        return self
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            _wrap_init(cls)  # type: ignore[arg-type]
+            _init_signature(cls)  # refuse *args when the class is defined
         if cls.__module__.startswith("lit_deep."):
             _add(cls)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _init_signature(cls: type) -> inspect.Signature:
+    signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values()):
+        raise TypeError(f"{cls.__qualname__}: a recorded constructor cannot take *args (name every argument)")
+    return signature
+
+
+def _arguments(signature: inspect.Signature, bound: inspect.BoundArguments) -> dict[str, Any]:
+    """The bound arguments without ``self``, defaults applied, ``**kwargs`` flattened."""
+    bound.apply_defaults()
+    arguments = dict(list(bound.arguments.items())[1:])
+    for name, param in signature.parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(arguments.pop(name, {}))
+    return arguments
 
 
 def _add(cls: type[nn.Module]) -> None:
@@ -117,8 +143,8 @@ def register_model(cls: _M) -> _M:
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"register_model: expected an nn.Module subclass, got {cls!r}")
-    if "__init__" in cls.__dict__ and not cls.__dict__.get("__lit_deep_wrapped__", False):
-        _wrap_init(cls)
+    if "__init__" in cls.__dict__ and not issubclass(cls, RecordsInit) and not cls.__dict__.get("__lit_deep_wrapped__"):
+        _wrap_init(cls)  # RecordsInit's subclasses record in __new__
     _add(cls)
     return cls
 

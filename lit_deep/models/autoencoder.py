@@ -8,7 +8,15 @@ import torch
 from torch import nn
 
 from lit_deep._validate import check_choice
-from lit_deep.models._base import ACTIVATIONS, DEFAULT_INIT, Activation, BackboneHead, flat_size, make_activation
+from lit_deep.models._base import (
+    ACTIVATIONS,
+    DEFAULT_INIT,
+    Activation,
+    BackboneHead,
+    flat_size,
+    make_activation,
+    seeded,
+)
 from lit_deep.nn.init import InitScheme, init_weights
 
 __all__ = ["Autoencoder"]
@@ -28,7 +36,7 @@ class Autoencoder(BackboneHead):
         hidden: widths of the encoder's layers (the decoder mirrors them).
         activation: activation name (see :class:`~lit_deep.models.MLP`).
         init: initialisation scheme; ``None`` picks the activation's match.
-        seed: seed the initialisation.
+        seed: seed the initialisation, leaving the global generator as it was (``None`` uses the global one).
 
     Example::
 
@@ -50,23 +58,23 @@ class Autoencoder(BackboneHead):
         hidden = [int(h) for h in hidden]
         if not hidden or any(h < 1 for h in hidden):
             raise ValueError(f"hidden: need at least one positive width, got {hidden}")
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        n_in = flat_size(tuple(input_shape))
-        encoder: list[nn.Module] = [nn.Flatten()]
-        width = n_in
-        for units in hidden:
-            encoder += [nn.Linear(width, units), make_activation(activation, units)]
-            width = units
-        decoder: list[nn.Module] = []
-        for units in reversed(hidden[:-1]):
-            decoder += [nn.Linear(width, units), make_activation(activation, units)]
-            width = units
-        decoder += [nn.Linear(width, n_in), nn.Sigmoid()]
-        decoder.append(nn.Unflatten(1, tuple(int(s) for s in input_shape)))
-        enc, dec = nn.Sequential(*encoder), nn.Sequential(*decoder)
-        scheme = init or DEFAULT_INIT[activation]
-        init_weights(enc, scheme, generator)
-        init_weights(dec, scheme, generator)
+        with seeded(seed) as generator:
+            n_in = flat_size(tuple(input_shape))
+            encoder: list[nn.Module] = [nn.Flatten()]
+            width = n_in
+            for units in hidden:
+                encoder += [nn.Linear(width, units), make_activation(activation, units)]
+                width = units
+            decoder: list[nn.Module] = []
+            for units in reversed(hidden[:-1]):
+                decoder += [nn.Linear(width, units), make_activation(activation, units)]
+                width = units
+            decoder += [nn.Linear(width, n_in), nn.Sigmoid()]
+            decoder.append(nn.Unflatten(1, tuple(int(s) for s in input_shape)))
+            enc, dec = nn.Sequential(*encoder), nn.Sequential(*decoder)
+            scheme = init or DEFAULT_INIT[activation]
+            init_weights(enc, scheme, generator)
+            init_weights(dec, scheme, generator)
         super().__init__(enc, dec, feature_dim=hidden[-1])
 
     @property

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from lit_deep._validate import check_choice
@@ -20,6 +19,7 @@ from lit_deep.models._base import (
     make_activation,
     make_dropout,
     new_head,
+    seeded,
 )
 from lit_deep.nn.init import InitScheme, init_weights
 
@@ -45,10 +45,11 @@ class CNN(BackboneHead):
         conv_dropout: rate of channel dropout after each block.
         dropout_kind: ``"standard"``, ``"mc"`` (always on) and the alpha variants for the dense part.
         init: initialisation scheme; ``None`` picks the activation's match.
-        seed: seed the initialisation.
+        seed: seed the initialisation, leaving the global generator as it was (``None`` uses the global one).
 
     Example::
 
+        >>> import torch
         >>> net = CNN(channels=(8, 16), dense=32, seed=0)
         >>> tuple(net(torch.rand(2, 1, 28, 28)).shape), net.feature_dim
         ((2, 10), 32)
@@ -84,34 +85,35 @@ class CNN(BackboneHead):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name}: rate must be in [0, 1), got {rate}")
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        in_ch, height, width = (int(s) for s in input_shape)
-        layers: list[nn.Module] = []
-        for out_ch in channels:
-            for _ in range(convs_per_block):
-                layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not batch_norm))
+        with seeded(seed) as generator:
+            in_ch, height, width = (int(s) for s in input_shape)
+            layers: list[nn.Module] = []
+            for out_ch in channels:
+                for _ in range(convs_per_block):
+                    layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not batch_norm))
+                    if batch_norm:
+                        layers.append(nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM))
+                    layers.append(make_activation(activation, out_ch))
+                    in_ch = out_ch
+                layers.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+                if conv_dropout > 0:
+                    layers.append(make_dropout(dropout_kind, conv_dropout, spatial=True))
+            if height < 1 or width < 1:
+                raise ValueError(f"channels: {len(channels)} pooling blocks shrink {tuple(input_shape)} below 1x1")
+            layers.append(nn.Flatten())
+            features = in_ch * height * width
+            if dense > 0:
+                if dropout > 0:
+                    layers.append(make_dropout(dropout_kind, dropout))
+                layers.append(nn.Linear(features, dense, bias=not batch_norm))
                 if batch_norm:
-                    layers.append(nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM))
-                layers.append(make_activation(activation, out_ch))
-                in_ch = out_ch
-            layers.append(nn.MaxPool2d(2))
-            height, width = height // 2, width // 2
-            if conv_dropout > 0:
-                layers.append(make_dropout(dropout_kind, conv_dropout, spatial=True))
-        if height < 1 or width < 1:
-            raise ValueError(f"channels: {len(channels)} pooling blocks shrink {tuple(input_shape)} below 1x1")
-        layers.append(nn.Flatten())
-        features = in_ch * height * width
-        if dense > 0:
+                    layers.append(nn.BatchNorm1d(dense, eps=BN_EPS, momentum=BN_MOMENTUM))
+                layers.append(make_activation(activation, dense))
+                features = dense
             if dropout > 0:
                 layers.append(make_dropout(dropout_kind, dropout))
-            layers.append(nn.Linear(features, dense, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(dense, eps=BN_EPS, momentum=BN_MOMENTUM))
-            layers.append(make_activation(activation, dense))
-            features = dense
-        if dropout > 0:
-            layers.append(make_dropout(dropout_kind, dropout))
-        backbone = nn.Sequential(*layers)
-        init_weights(backbone, init or DEFAULT_INIT[activation], generator)
-        super().__init__(backbone, new_head(features, num_classes, generator), feature_dim=features)
+            backbone = nn.Sequential(*layers)
+            init_weights(backbone, init or DEFAULT_INIT[activation], generator)
+            head = new_head(features, num_classes, generator)
+        super().__init__(backbone, head, feature_dim=features)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-import torch
 from torch import nn
 
 from lit_deep._validate import check_choice
@@ -22,6 +21,7 @@ from lit_deep.models._base import (
     make_activation,
     make_dropout,
     new_head,
+    seeded,
 )
 from lit_deep.nn.init import INIT_SCHEMES, InitScheme, init_weights
 
@@ -69,10 +69,11 @@ class MLP(BackboneHead):
         dropout_kind: ``"standard"``, ``"alpha"`` (for SELU), ``"mc"`` or ``"mc_alpha"`` (always on, for MC
             dropout).
         leaky_slope: negative slope of ``leaky_relu``.
-        seed: seed the initialisation (``None`` uses the global generator).
+        seed: seed the initialisation, leaving the global generator as it was (``None`` uses the global one).
 
     Example::
 
+        >>> import torch
         >>> net = MLP(hidden=(300, 100), activation="selu", seed=0)
         >>> tuple(net(torch.rand(2, 1, 28, 28)).shape), net.head.in_features, len(list(net.parameters()))
         ((2, 10), 100, 6)
@@ -104,24 +105,25 @@ class MLP(BackboneHead):
             raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         rates = _dropout_rates(dropout, len(hidden) + 1)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        in_features = flat_size(tuple(input_shape))
-        layers: list[nn.Module] = [nn.Flatten()]
-        if input_batch_norm:
-            layers.append(nn.BatchNorm1d(in_features, eps=BN_EPS, momentum=BN_MOMENTUM))
-        width = in_features
-        for rate, units in zip(rates, hidden, strict=False):
-            if rate > 0:
-                layers.append(make_dropout(dropout_kind, rate))
-            layers.append(nn.Linear(width, units, bias=batch_norm != "before"))
-            if batch_norm == "before":
-                layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
-            layers.append(make_activation(activation, units, leaky_slope))
-            if batch_norm == "after":
-                layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
-            width = units
-        if rates[-1] > 0:
-            layers.append(make_dropout(dropout_kind, rates[-1]))
-        backbone = nn.Sequential(*layers)
-        init_weights(backbone, init or DEFAULT_INIT[activation], generator)
-        super().__init__(backbone, new_head(width, num_classes, generator), feature_dim=width)
+        with seeded(seed) as generator:
+            in_features = flat_size(tuple(input_shape))
+            layers: list[nn.Module] = [nn.Flatten()]
+            if input_batch_norm:
+                layers.append(nn.BatchNorm1d(in_features, eps=BN_EPS, momentum=BN_MOMENTUM))
+            width = in_features
+            for rate, units in zip(rates, hidden, strict=False):
+                if rate > 0:
+                    layers.append(make_dropout(dropout_kind, rate))
+                layers.append(nn.Linear(width, units, bias=batch_norm != "before"))
+                if batch_norm == "before":
+                    layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+                layers.append(make_activation(activation, units, leaky_slope))
+                if batch_norm == "after":
+                    layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+                width = units
+            if rates[-1] > 0:
+                layers.append(make_dropout(dropout_kind, rates[-1]))
+            backbone = nn.Sequential(*layers)
+            init_weights(backbone, init or DEFAULT_INIT[activation], generator)
+            head = new_head(width, num_classes, generator)
+        super().__init__(backbone, head, feature_dim=width)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make_dropout, new_head
+from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make_dropout, new_head, seeded
 from lit_deep.models.description import DescriptionError, build
 from lit_deep.nn.init import init_weights
 
@@ -81,16 +81,16 @@ def transfer(
         raise ValueError(f"dropout_kind: expected 'auto' or one of {DROPOUT_KINDS}, got {dropout_kind!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"seed: expected an integer or None, got {seed!r}")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    # The head is drawn first: a re-initialised twin with the same seed starts from the same head.
-    if num_classes is None:
-        head = copy.deepcopy(source.head)
-    else:
-        head = new_head(source.feature_dim, num_classes, generator).to(next(source.parameters()).device)
-    backbone = copy.deepcopy(source.backbone)
-    selu = any(isinstance(m, nn.SELU) for m in backbone.modules())
-    if reinitialize:
-        init_weights(backbone, "lecun_normal" if selu else "he_normal", generator)
+    with seeded(seed) as generator:
+        # The head is drawn first: a re-initialised twin with the same seed starts from the same head.
+        if num_classes is None:
+            head = copy.deepcopy(source.head)
+        else:
+            head = new_head(source.feature_dim, num_classes, generator).to(next(source.parameters()).device)
+        backbone = copy.deepcopy(source.backbone)
+        selu = any(isinstance(m, nn.SELU) for m in backbone.modules())
+        if reinitialize:
+            init_weights(backbone, "lecun_normal" if selu else "he_normal", generator)
     if dropout > 0:
         kind = ("alpha" if selu else "standard") if dropout_kind == "auto" else dropout_kind
         layers = list(backbone.children()) if type(backbone) is nn.Sequential else [backbone]

@@ -5,19 +5,42 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from torch import Tensor
 from torch.optim import Optimizer
 
 from lit_deep.schedules.base import ClosedFormLR, check_positive, resolve_total_steps
 
-__all__ = ["ONE_CYCLE_PRESETS", "OneCycle", "OneCyclePreset", "OneCyclePresetName"]
+__all__ = ["ONE_CYCLE_PRESETS", "OneCycle", "OneCyclePreset", "OneCyclePresetName", "Phase"]
 
-# A phase: (start step, end step, rate from, rate to, momentum from, momentum to); the rate levels are
-# "start" (max_lr / div_factor), "peak" (max_lr) and "final" (start / final_div_factor), the momentum
-# levels "max" and "base".
-Phase = tuple[float, float, str, str, str, str]
+
+class Phase(NamedTuple):
+    """One phase of a 1cycle schedule: its steps and the levels its rate and momentum go between.
+
+    The rate levels are ``"start"`` (``max_lr / div_factor``), ``"peak"`` (``max_lr``) and ``"final"``
+    (``start / final_div_factor``); the momentum levels ``"max"`` and ``"base"``.
+
+    Attributes:
+        start: the step where the phase begins.
+        end: the step where it ends.
+        lr_from: the rate level at ``start``.
+        lr_to: the rate level at ``end``.
+        momentum_from: the momentum level at ``start``.
+        momentum_to: the momentum level at ``end``.
+
+    Example::
+
+        >>> Phase(0, 10, "start", "peak", "max", "base").lr_to
+        'peak'
+    """
+
+    start: float
+    end: float
+    lr_from: str
+    lr_to: str
+    momentum_from: str
+    momentum_to: str
 
 
 @dataclass(frozen=True)
@@ -61,14 +84,14 @@ def _phases(layout: str, total: int, pct_start: float | None) -> list[Phase]:
         last = total // 10 + 1
         half = (total - last) // 2
         return [
-            (0, half, "start", "peak", "max", "base"),
-            (half, 2 * half, "peak", "start", "base", "max"),
-            (2 * half, total, "start", "final", "max", "max"),
+            Phase(0, half, "start", "peak", "max", "base"),
+            Phase(half, 2 * half, "peak", "start", "base", "max"),
+            Phase(2 * half, total, "start", "final", "max", "max"),
         ]
     assert pct_start is not None
     peak = float(pct_start * total) - 1 if layout == "torch" else pct_start * total
     end = total - 1 if layout == "torch" else total
-    return [(0.0, peak, "start", "peak", "max", "base"), (peak, end, "peak", "final", "base", "max")]
+    return [Phase(0.0, peak, "start", "peak", "max", "base"), Phase(peak, end, "peak", "final", "base", "max")]
 
 
 class OneCycle(ClosedFormLR):
@@ -197,8 +220,7 @@ class OneCycle(ClosedFormLR):
 
     def _locate(self, t: int) -> Phase:
         for phase in self._phases[:-1]:
-            start, end = phase[0], phase[1]
-            if end > start and (t <= end if self._inclusive_end else t < end):
+            if phase.end > phase.start and (t <= phase.end if self._inclusive_end else t < phase.end):
                 return phase
         return self._phases[-1]
 
@@ -216,15 +238,26 @@ class OneCycle(ClosedFormLR):
         if t >= self.total_steps:
             return levels["final"]
         phase = self._locate(t)
-        return self._interpolate(levels[phase[2]], levels[phase[3]], t, phase[0], phase[1])
+        return self._interpolate(levels[phase.lr_from], levels[phase.lr_to], t, phase.start, phase.end)
 
     def momentum(self, t: int) -> float:
         """The momentum (or beta1) at step ``t`` when momentum cycles."""
         levels = {"max": self.max_momentum, "base": self.base_momentum}
         if t >= self.total_steps:
-            return levels[self._phases[-1][5]]
+            return levels[self._phases[-1].momentum_to]
         phase = self._locate(t)
-        return self._interpolate(levels[phase[4]], levels[phase[5]], t, phase[0], phase[1])
+        return self._interpolate(levels[phase.momentum_from], levels[phase.momentum_to], t, phase.start, phase.end)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state, its phases as plain tuples (checkpoints stay loadable with ``weights_only``)."""
+        state = super().state_dict()
+        state["_phases"] = [tuple(phase) for phase in self._phases]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict` (or by a version whose phases were plain tuples)."""
+        super().load_state_dict(state_dict)
+        self._phases = [Phase(*phase) for phase in self._phases]
 
     def get_lr(self) -> list[float | Tensor]:
         """The rates for step ``last_epoch``; also sets the momentum when it cycles."""

@@ -94,7 +94,7 @@ class WholePlan:
     Example::
 
         >>> plan = WholePlan(nn.Linear(3, 2), 0)
-        >>> plan.tail(plan.head(torch.ones(4, 3)), 5).shape
+        >>> plan.stochastic_suffix(plan.deterministic_prefix(torch.ones(4, 3)), 5).shape
         torch.Size([20, 2])
     """
 
@@ -103,11 +103,11 @@ class WholePlan:
     def __init__(self, model: nn.Module, stochastic: int, reason: str = "", per_image: int = 0) -> None:
         self.model, self.stochastic, self.reason, self.per_image = model, stochastic, reason, per_image
 
-    def head(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input itself."""
+    def deterministic_prefix(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The part run once per image: here none, the input itself."""
         return [x]
 
-    def tail(self, h: list[torch.Tensor], samples: int) -> torch.Tensor:
+    def stochastic_suffix(self, h: list[torch.Tensor], samples: int) -> torch.Tensor:
         """The model on the input repeated ``samples`` times (sample-major rows)."""
         return self.model(_expand(h[0], samples))
 
@@ -138,12 +138,12 @@ class GraphPlan:
         self.prefix, self.suffix, self.broadcast = prefix, suffix, broadcast
         self.stochastic, self.per_image = stochastic, per_image
 
-    def head(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The frontier values for inputs ``x`` ``[S, ...]``."""
+    def deterministic_prefix(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The graph up to the first stochastic node, run once per image: the frontier values for ``x`` ``[S, ...]``."""
         return list(self.prefix(x))
 
-    def tail(self, h: list[torch.Tensor], samples: int) -> torch.Tensor:
-        """The model's output for ``samples`` samples of every image (sample-major rows)."""
+    def stochastic_suffix(self, h: list[torch.Tensor], samples: int) -> torch.Tensor:
+        """The rest of the graph, from the frontier values: ``samples`` outputs per image (sample-major rows)."""
         return self.suffix(*(v if b else _expand(v, samples) for v, b in zip(h, self.broadcast, strict=True)))
 
 

@@ -80,7 +80,7 @@ def _run_tensor(
     chunk = max(IMAGE_BLOCK, chunk - chunk % IMAGE_BLOCK) if chunk >= IMAGE_BLOCK else chunk
     parts: list[MCPrediction] = []
     for rows in _chunks(indices, chunk):
-        h = plan.head(x[rows])
+        h = plan.deterministic_prefix(x[rows])
         images = rows.stop - rows.start
         step = max(1, min(samples, max_elements // (images * per_image)))
         sampler.begin_chunk(indices[rows])
@@ -90,7 +90,7 @@ def _run_tensor(
         for start in range(0, samples, step):
             count = min(step, samples - start)
             sampler.begin_samples(count)
-            probs = to_probs(plan.tail(h, count)).view(count, images, -1).cpu()
+            probs = to_probs(plan.stochastic_suffix(h, count)).view(count, images, -1).cpu()
             if stats is None:
                 stats = SampleStats(images, probs.shape[-1], probs.dtype)
             pending.append(probs)

@@ -164,6 +164,19 @@ def test_schedule_keeps_running_and_backbone_follows_the_head_times_factor(tmp_p
         assert lrs["backbone"] == pytest.approx(lrs["head"] * ratio, rel=1e-9), (epoch, lrs)
 
 
+@pytest.mark.parametrize("lr_factor", [0.25, 1.0, 3.0])
+def test_lr_factor_scales_the_unfrozen_groups_at_the_milestone(tmp_path, lr_factor):
+    clf = classifier(optimizer="sgd", lr=0.2)  # no schedule: the head keeps 0.2
+    recorder = LrRecorder()
+    callback = FreezeUnfreeze(unfreeze_at_epoch=1, lr_factor=lr_factor)
+    make_trainer(tmp_path, [callback, recorder], max_epochs=2).fit(clf, loader(n=8))
+    assert [(epoch, lrs["head"], lrs["backbone"]) for epoch, lrs in recorder.rows] == [
+        (0, 0.2, 0.2),
+        (1, 0.2, pytest.approx(0.2 * lr_factor, rel=1e-12)),
+    ]
+    assert callback.lr_factors == {1: lr_factor} and not hasattr(callback, "lr_factor")  # one place, read
+
+
 # ----------------------------------------------------------------------------- resume
 def _fit_with_checkpoints(root, max_epochs, ckpt_path=None, schedule=None):
     torch.manual_seed(0)

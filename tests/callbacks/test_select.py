@@ -32,3 +32,22 @@ def test_selectors_mix_names_and_types() -> None:
     selectors = as_selectors(["head", "lit_deep.nn.MCDropout"], "modules")
     chosen = select_modules(net, selectors, "modules")
     assert "head" in chosen and all(isinstance(m, MCDropout) for n, m in chosen.items() if n != "head")
+
+
+def test_the_recipe_in_the_module_docstring_builds_its_callbacks() -> None:
+    import importlib
+
+    import yaml
+
+    from lit_deep.callbacks import select
+
+    doc = select.__doc__
+    assert doc is not None
+    recipe = yaml.safe_load(doc.split("In a LightningCLI recipe::")[1].split("and the same from Python::")[0])
+    callbacks = []
+    for spec in recipe["trainer"]["callbacks"]:
+        module, _, name = spec["class_path"].rpartition(".")
+        callbacks.append(getattr(importlib.import_module(module), name)(**spec["init_args"]))
+    max_norm, freeze = callbacks
+    assert max_norm.bounds == {nn.Linear: 3.0}
+    assert freeze.milestones == {3: ("backbone.[4-9]*",), 6: ("backbone",)}

@@ -101,3 +101,29 @@ def test_demo_rejects_bad_options_before_any_work(argv: list[str], message: str,
     with pytest.raises(ValueError, match=message):
         demo_main([*argv, "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["shipped", "hub"])
+def test_demo_prints_where_the_source_model_came_from(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lit_deep import zoo
+    from lit_deep.experiments import demo
+    from lit_deep.zoo import ZooInfo
+
+    class Stop(Exception):
+        pass
+
+    def load(name: str) -> MLP:
+        model = MLP(hidden=(8,), num_classes=8, seed=0)
+        model.__dict__["zoo_info"] = ZooInfo(name, f"lit-deep/{name}", "v1", None, where, "0" * 64)
+        return model
+
+    def stop(*args: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(zoo, "load", load)
+    monkeypatch.setattr(demo, "run_transfer", stop)
+    with pytest.raises(Stop):
+        demo_main(["--output", str(tmp_path / "out")])
+    assert f"source model: mlp_selu.fmnist_a ({where})" in capsys.readouterr().out

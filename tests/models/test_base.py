@@ -4,7 +4,17 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import CNN, MLP, BackboneHead, build, describe, make_activation, make_dropout, transfer
+from lit_deep.models import (
+    CNN,
+    MLP,
+    Autoencoder,
+    BackboneHead,
+    build,
+    describe,
+    make_activation,
+    make_dropout,
+    transfer,
+)
 
 
 def test_backbone_head_is_head_of_backbone():
@@ -86,3 +96,69 @@ def test_factory_errors():
     with pytest.raises(ValueError, match=r"dropout: rate must be in \[0, 1\), got 1.0"):
         make_dropout("standard", 1.0)
     assert isinstance(make_dropout("standard", 0.1, spatial=True), nn.Dropout2d)
+
+
+def _digest(model: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# Digests of the weights seeded construction gave before it stopped moving the global generator: unchanged.
+SEEDED = {
+    "mlp": (lambda: MLP(seed=0), "e992b9a368096c4c"),
+    "mlp_bn_drop": (
+        lambda: MLP(hidden=(32, 16), batch_norm="before", input_batch_norm=True, dropout=0.2, activation="elu", seed=3),
+        "ab5cd322ba20a39e",
+    ),
+    "cnn": (lambda: CNN(channels=(8, 16), dense=32, seed=0), "93a2a3cdd5067ce0"),
+    "cnn_nobn": (lambda: CNN(channels=(4,), dense=0, batch_norm=False, seed=5), "dfe5a6bd4a2c98be"),
+    "autoencoder": (lambda: Autoencoder(hidden=(64, 16), seed=0), "ab918187a9b1a4f9"),
+    "transfer": (
+        lambda: transfer(MLP(hidden=(16, 8), activation="selu", num_classes=8, seed=0), 2, dropout=0.1, seed=0),
+        "fcde4e1685f7434c",
+    ),
+    "transfer_reinit": (
+        lambda: transfer(MLP(hidden=(16, 8), activation="selu", num_classes=8, seed=0), 2, reinitialize=True, seed=1),
+        "42f48c2d73abc1d4",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SEEDED))
+def test_seeded_construction_leaves_the_global_generator_and_keeps_its_weights(name: str) -> None:
+    build, digest = SEEDED[name]
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    model = build()
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert _digest(model) == digest
+    MLP(hidden=(4,))  # without a seed the global generator is used, as before
+    assert not torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_arguments_are_recorded_without_replacing_the_classes_init() -> None:
+    import copy
+
+    from lit_deep.models import Preprocess
+    from lit_deep.models._record import recorded_init_args
+
+    for cls in (BackboneHead, MLP, CNN, Autoencoder, Preprocess):
+        assert not hasattr(cls.__dict__["__init__"], "__wrapped__"), cls  # the function as written in the class
+
+    class Wider(MLP):  # a user subclass: recorded with its own signature, its __init__ left alone too
+        def __init__(self, width: int = 5, **kwargs: object) -> None:
+            super().__init__(hidden=(width,), **kwargs)
+
+    assert not hasattr(Wider.__dict__["__init__"], "__wrapped__")
+    net = Wider(7, num_classes=3)
+    assert recorded_init_args(net) == {"width": 7, "num_classes": 3}
+    assert recorded_init_args(MLP(hidden=(4,)))["hidden"] == (4,)
+    twin = copy.deepcopy(net)
+    assert recorded_init_args(twin) == recorded_init_args(net)
+    mlp = MLP(hidden=(6, 3), dropout=0.1, seed=2)
+    assert describe(build(describe(copy.deepcopy(mlp)))) == describe(mlp)

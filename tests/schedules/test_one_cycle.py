@@ -244,3 +244,22 @@ def test_rates_stay_within_final_and_max(preset: str, max_lr: float, total: int,
 def test_partial_is_a_factory() -> None:
     factory = functools.partial(OneCycle, max_lr=0.1, total_steps=20, preset="fastai")
     assert isinstance(factory(make_optimizer()), OneCycle)
+
+
+@pytest.mark.parametrize("preset", ["book", "torch", "fastai"])
+def test_phases_have_named_fields_and_checkpoints_keep_plain_tuples(preset: str) -> None:
+    from lit_deep.schedules.one_cycle import Phase
+
+    sched = OneCycle(make_optimizer(), max_lr=0.1, total_steps=50, preset=preset)
+    first = sched._phases[0]
+    assert isinstance(first, Phase) and (first.start, first.lr_from, first.lr_to) == (0, "start", "peak")
+    assert sched._phases[-1].lr_to == "final" and sched._phases[-1].momentum_to == "max"
+    state = sched.state_dict()
+    assert all(type(phase) is tuple for phase in state["_phases"])  # loadable with torch.load(weights_only=True)
+    for _ in range(7):
+        sched.optimizer.step()
+        sched.step()
+    resumed = OneCycle(make_optimizer(), max_lr=0.1, total_steps=50, preset=preset)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed._phases == sched._phases and all(isinstance(p, Phase) for p in resumed._phases)
+    assert resumed.rate(30, 0.1) == sched.rate(30, 0.1) and resumed.momentum(30) == sched.momentum(30)

@@ -163,7 +163,7 @@ def test_plan_without_stochastic_nodes_and_whole_plan_shapes():
     with pytest.raises(ValueError, match="no stochastic dropout layer or call"):
         mc_predict(nn.Linear(6, 3), _x(), enable_dropout=True)
     whole = WholePlan(nn.Linear(3, 2), 0)
-    assert whole.tail(whole.head(torch.ones(4, 3)), 2).shape == (8, 2)
+    assert whole.stochastic_suffix(whole.deterministic_prefix(torch.ones(4, 3)), 2).shape == (8, 2)
 
 
 def test_deterministic_module_with_control_flow_is_kept_opaque_and_split_off():
@@ -181,3 +181,14 @@ def test_deterministic_module_with_control_flow_is_kept_opaque_and_split_off():
     fast = mc_predict(model, _x(), samples=8, seed=1, enable_dropout=True)
     whole = mc_predict(Untraceable(model), _x(), samples=8, seed=1, enable_dropout=True)
     assert torch.allclose(fast.probs, whole.probs, atol=1e-6)
+
+
+def test_graph_plan_runs_its_deterministic_prefix_then_its_stochastic_suffix():
+    net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Linear(3, 2)).eval()
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    plan = make_plan(net, [net[2]], True, MaskSampler(0), x)
+    assert isinstance(plan, GraphPlan) and not hasattr(plan, "head") and not hasattr(plan, "tail")
+    frontier = plan.deterministic_prefix(x)
+    assert [tuple(v.shape) for v in frontier] == [(5, 3)]  # Linear and ReLU, once per image
+    assert torch.equal(frontier[0], net[1](net[0](x)))
+    assert plan.stochastic_suffix(frontier, 3).shape[-1] == 2  # from the frontier to the model's output
