@@ -22,7 +22,7 @@ check                                          ``<what>``
 ``check_int(n, v, minimum=1)``                 ``an integer >= 1``
 ``check_int(n, v, 1, 9)``                      ``an integer in [1, 9]``
 ``check_int(n, v, 0, optional=True)``          ``None or an integer >= 0``
-``check_seed(n, v)``                           ``None or an integer in [0, 2**64 - 1]``
+``check_seed(n, v)``                           ``None or an integer >= 0``
 ``check_positive(n, v)``                       ``a finite number > 0`` (``finite=False``: ``a number > 0``)
 ``check_non_negative(n, v)``                   ``a finite number >= 0`` (``finite=False``: ``a number >= 0``)
 ``check_probability(n, v)``                    ``a number in [0, 1)`` (the interval as asked)
@@ -55,8 +55,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-#: The largest seed ``torch.Generator.manual_seed`` takes.
-MAX_SEED = 2**64 - 1
 
 
 class ArgumentTypeError(TypeError, ValueError):
@@ -134,11 +132,11 @@ def check_int(
 
 
 def check_seed(name: str, value: Any) -> int | None:
-    """``value`` when it is ``None`` or a seed ``torch.Generator.manual_seed`` takes (an integer in [0, 2**64 - 1]).
+    """``value`` when it is ``None`` (draw a seed) or a seed: an integer >= 0 (not a ``bool``).
 
     Raises:
         ArgumentTypeError: for a float, a string, a bool.
-        ValueError: for a negative or too large integer.
+        ValueError: for a negative integer.
 
     Example::
 
@@ -148,14 +146,10 @@ def check_seed(name: str, value: Any) -> int | None:
         ...     check_seed("seed", -1)
         ... except ValueError as err:
         ...     print(err)
-        seed: must be None or an integer in [0, 2**64 - 1], got -1
+        seed: must be None or an integer >= 0, got -1
     """
-    if value is None:
-        return None
-    if not _is_int(value) or not 0 <= value <= MAX_SEED:
-        error = ValueError if _is_int(value) else ArgumentTypeError
-        raise error(_message(name, "None or an integer in [0, 2**64 - 1]", value))
-    return int(value)
+    result: int | None = check_int(name, value, minimum=0, optional=True)
+    return result
 
 
 def _real(name: str, value: Any, what: str) -> float:
