@@ -103,7 +103,7 @@ CASES = [
     pytest.param(CLI, ["--model.init_args.lr=0"], "lr: must be positive, got 0.0", id="lr-zero"),
     pytest.param(CLI, ["--model.init_args.lr=-1"], "lr: must be positive, got -1.0", id="lr-negative"),
     pytest.param(CLI, ["--model.init_args.l2=-1"], "l2: must be non-negative, got -1.0", id="l2"),
-    pytest.param(CLI, ["--model.init_args.optimizer=adamm"], "optimizer: expected one of", id="optimizer"),
+    pytest.param(CLI, ["--model.init_args.optimizer=adamm"], "optimizer: must be one of", id="optimizer"),
     pytest.param(CLI, ["--model.init_args.mc_samples=-1"], "mc_samples: must be a non-negative", id="mc-samples"),
     pytest.param(
         CLI, ["--model.init_args.model.init_args.dropout=-0.5"], "dropout: every rate must be in [0, 1)", id="dropout"

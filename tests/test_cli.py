@@ -114,7 +114,7 @@ def test_a_wrong_choice_in_a_recipe_is_refused(tmp_path, capsys):
     args = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path}"]
     assert main([*args, "--model.init_args.optimizer=nadamm"]) == 2
     err = capsys.readouterr().err
-    assert "--model.init_args.optimizer: expected one of ('sgd', 'momentum'," in err and "got 'nadamm'" in err
+    assert "--model.init_args.optimizer: must be one of ('sgd', 'momentum'," in err and "got 'nadamm'" in err
 
 
 @pytest.mark.realdata
