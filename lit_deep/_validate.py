@@ -355,7 +355,9 @@ def check_shape(
     """
     if length is not None:
         what = f"a sequence of {length} integers >= {minimum}"
-    elif min_length > 0:
+    elif min_length == 1:
+        what = f"a non-empty sequence of integers >= {minimum}"
+    elif min_length > 1:
         what = f"a sequence of at least {min_length} integers >= {minimum}"
     else:
         what = f"a sequence of integers >= {minimum}"

@@ -61,8 +61,8 @@ def test_transfer_builds_a_classifier_on_a_copied_encoder():
     ("kwargs", "message"),
     [
         ({"activation": "swish"}, r"activation: must be one of .*, got 'swish'"),
-        ({"hidden": ()}, r"hidden: must be a sequence of at least 1 integers >= 1, got \(\)"),
-        ({"hidden": (8, 0)}, r"hidden: must be a sequence of at least 1 integers >= 1, got \(8, 0\)"),
+        ({"hidden": ()}, r"hidden: must be a non-empty sequence of integers >= 1, got \(\)"),
+        ({"hidden": (8, 0)}, r"hidden: must be a non-empty sequence of integers >= 1, got \(8, 0\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -78,8 +78,8 @@ def test_description_rebuilds():
     [
         ({"activation": "swish"}, r"activation: must be one of .*, got 'swish'"),
         ({"input_shape": (28, 28)}, r"input_shape: must be a sequence of 3 integers >= 1, got \(28, 28\)"),
-        ({"channels": ()}, r"channels: must be a sequence of at least 1 integers >= 1, got \(\)"),
-        ({"channels": (8, 0)}, r"channels: must be a sequence of at least 1 integers >= 1, got \(8, 0\)"),
+        ({"channels": ()}, r"channels: must be a non-empty sequence of integers >= 1, got \(\)"),
+        ({"channels": (8, 0)}, r"channels: must be a non-empty sequence of integers >= 1, got \(8, 0\)"),
         ({"channels": (2,) * 5}, r"channels: 5 pooling blocks shrink \(1, 28, 28\) below 1x1"),
         ({"convs_per_block": 0}, r"convs_per_block: must be an integer >= 1, got 0"),
         ({"dense": -1}, r"dense: must be an integer >= 0, got -1"),
