@@ -222,6 +222,10 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, 
 _DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
+#: The Python API's words (lit_deep._validate) for the types jsonargparse names.
+_TYPE_WORDS = {"int": "an integer", "float": "a number"}
+
+
 def parse_error_line(message: str) -> str:
     r"""One line from jsonargparse's multi-line parse error: the flag, what it expected and what it got.
 
@@ -231,22 +235,22 @@ def parse_error_line(message: str) -> str:
         ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
         ...     '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: 2.5\n'
         ... )
-        '--data.init_args.batch_size: expected an int, got 2.5'
+        '--data.init_args.batch_size: must be an integer, got 2.5'
         >>> parse_error_line(
         ...     'Parser key "data":\n  Does not validate\n    - Problem with given class_path \'X\':\n'
         ...     "        Parser key \"task\":\n          Expected a typing.Literal['full', 'A', 'B']. Got value: C\n"
         ... )
-        "--data.init_args.task: expected one of ('full', 'A', 'B'), got 'C'"
+        "--data.init_args.task: must be one of ('full', 'A', 'B'), got 'C'"
     """
     keys = re.findall(r'Parser key "([^"]+)"', message)
     choices = re.search(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", message)
     if keys and choices:  # a choice argument (a Literal type): the library's own wording for the Python API
-        return f"--{'.init_args.'.join(keys)}: expected one of ({choices[1]}), got {choices[2].strip()!r}"
+        return f"--{'.init_args.'.join(keys)}: must be one of ({choices[1]}), got {choices[2].strip()!r}"
     expected = re.search(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", message)
     if keys and expected:
         flag = "--" + ".init_args.".join(keys)
-        article = "an" if expected[1][:1] in "aeiou" else "a"
-        return f"{flag}: expected {article} {expected[1]}, got {expected[2].strip()}"
+        what = _TYPE_WORDS.get(expected[1], f"{'an' if expected[1][:1] in 'aeiou' else 'a'} {expected[1]}")
+        return f"{flag}: must be {what}, got {expected[2].strip()}"
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
@@ -258,9 +262,9 @@ def user_error(err: BaseException) -> str | None:
     Example::
 
         >>> wrapped = ValueError("Does not validate against any of the Union subtypes")
-        >>> wrapped.__cause__ = ValueError("task: expected one of ('full', 'A', 'B'), got 'C'")
+        >>> wrapped.__cause__ = ValueError("task: must be one of ('full', 'A', 'B'), got 'C'")
         >>> user_error(wrapped)
-        "task: expected one of ('full', 'A', 'B'), got 'C'"
+        "task: must be one of ('full', 'A', 'B'), got 'C'"
         >>> user_error(KeyError("x")) is None
         True
     """

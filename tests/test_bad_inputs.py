@@ -27,6 +27,7 @@ from lit_deep.data import fashion_mnist as fm
 from lit_deep.data._idx import parse_idx
 from lit_deep.models import MLP
 from lit_deep.modules import DivergenceError
+from lit_deep.uncertainty import mc_predict
 from tests.conftest import FILE_NAMES, FakeFMNIST, write_fake_fmnist
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "baseline.yaml"
@@ -91,6 +92,11 @@ def _dm(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
     return lambda data, tmp_path: FashionMNISTDataModule(str(data.path), **kwargs)
 
 
+def _mc(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    net = MLP(hidden=(4,), dropout=0.5, dropout_kind="mc", seed=0)
+    return lambda data, tmp_path: mc_predict(net, torch.rand(2, 1, 28, 28), samples=2, seed=0, **kwargs)
+
+
 def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
     for name in FILE_NAMES["test"]:
         (data.path / name).unlink()
@@ -99,27 +105,32 @@ def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
 
 CASES = [
     # --- the CLI: constructor arguments (LightningCLI's wrapping unwrapped to the constructor's message)
-    pytest.param(CLI, ["--data.init_args.task=C"], "task: expected one of ('full', 'A', 'B'), got 'C'", id="task"),
-    pytest.param(CLI, ["--model.init_args.lr=0"], "lr: must be positive, got 0.0", id="lr-zero"),
-    pytest.param(CLI, ["--model.init_args.lr=-1"], "lr: must be positive, got -1.0", id="lr-negative"),
-    pytest.param(CLI, ["--model.init_args.l2=-1"], "l2: must be non-negative, got -1.0", id="l2"),
-    pytest.param(CLI, ["--model.init_args.optimizer=adamm"], "optimizer: expected one of", id="optimizer"),
+    pytest.param(CLI, ["--data.init_args.task=C"], "task: must be one of ('full', 'A', 'B'), got 'C'", id="task"),
+    pytest.param(CLI, ["--model.init_args.lr=0"], "lr: must be a finite number > 0, got 0.0", id="lr-zero"),
+    pytest.param(CLI, ["--model.init_args.lr=-1"], "lr: must be a finite number > 0, got -1.0", id="lr-negative"),
+    pytest.param(CLI, ["--model.init_args.l2=-1"], "l2: must be a finite number >= 0, got -1.0", id="l2"),
+    pytest.param(
+        CLI, ["--model.init_args.optimizer=adamm"], "--model.init_args.optimizer: must be one of", id="optimizer"
+    ),
     pytest.param(CLI, ["--model.init_args.mc_samples=-1"], "mc_samples: must be a non-negative", id="mc-samples"),
     pytest.param(
-        CLI, ["--model.init_args.model.init_args.dropout=-0.5"], "dropout: every rate must be in [0, 1)", id="dropout"
+        CLI,
+        ["--model.init_args.model.init_args.dropout=-0.5"],
+        "dropout: must be a number in [0, 1), got -0.5",
+        id="dropout",
     ),
     pytest.param(CLI, ["--data.init_args.batch_size=0"], "batch_size: must be at least 1, got 0", id="batch-0"),
     pytest.param(
         CLI,
         ["--data.init_args.batch_size=2.5"],
-        "--data.init_args.batch_size: expected an int, got 2.5",
+        "--data.init_args.batch_size: must be an integer, got 2.5",
         id="batch-2.5",
     ),
     pytest.param(CLI, ["--data.init_args.val_size=0"], "val_size: must be between 1 and 59999", id="val-size"),
     pytest.param(CLI, ["--data.init_args.b_classes=[5, 5]"], "b_classes: the two classes overlap", id="b-classes"),
     pytest.param(CLI, ["--data.init_args.b_train_size=0"], "b_train_size: must be at least 1", id="b-train-size"),
     pytest.param(CLI, ["--data.init_args.max_shift=-1"], "max_shift: must be non-negative", id="max-shift"),
-    pytest.param(CLI, ["--model.init_args.lr=abc"], "--model.init_args.lr: expected a float, got abc", id="lr-text"),
+    pytest.param(CLI, ["--model.init_args.lr=abc"], "--model.init_args.lr: must be a number, got abc", id="lr-text"),
     pytest.param(CLI, ["--trainer.max_epochz=3"], "unrecognized arguments: --trainer.max_epochz=3", id="typo-flag"),
     pytest.param(
         CLI, _callbacks("lit_deep.callbacks.MaxNorm", max_value=-1), "max_value: must be a finite", id="maxnorm"
@@ -212,7 +223,10 @@ CASES = [
         id="data-dir-partial",
     ),
     pytest.param(
-        API, lambda d, t: fm.locate_fashion_mnist("valid", d.path), "split: expected 'train' or 'test'", id="split"
+        API,
+        lambda d, t: fm.locate_fashion_mnist("valid", d.path),
+        "split: must be one of ('train', 'test'), got 'valid'",
+        id="split",
     ),
     pytest.param(
         API, _resume_other_batch_size, "batch_size: the checkpoint stopped in the middle of epoch 0", id="resume-batch"
@@ -221,6 +235,50 @@ CASES = [
         API, lambda d, t: LayerStats(every_n_steps=0), "every_n_steps: must be an integer >= 1", id="api-layerstats"
     ),
     pytest.param(API, lambda d, t: MaxNorm(max_value=-1.0), "max_value: must be a finite number > 0", id="api-maxnorm"),
+    # --- newly caught: values that used to pass the checks and fail inside torch (or not at all)
+    pytest.param(
+        API, lambda d, t: MLP(num_classes=True), "num_classes: must be an integer >= 1, got True", id="mlp-classes-bool"
+    ),
+    pytest.param(
+        API,
+        lambda d, t: MLP(hidden=(4.5,)),
+        "hidden: must be a sequence of integers >= 1, got (4.5,)",
+        id="mlp-hidden-float",
+    ),
+    pytest.param(
+        API,
+        lambda d, t: MLP(hidden=(True,)),
+        "hidden: must be a sequence of integers >= 1, got (True,)",
+        id="mlp-hidden-bool",
+    ),
+    pytest.param(API, lambda d, t: MLP(seed=-1), "seed: must be None or an integer >= 0, got -1", id="mlp-seed"),
+    pytest.param(
+        API,
+        lambda d, t: MLP(input_shape=(1, -1, 28)),
+        "input_shape: must be a non-empty sequence of integers >= 1, got (1, -1, 28)",
+        id="mlp-input-shape",
+    ),
+    pytest.param(
+        API,
+        lambda d, t: FashionMNISTDataModule(123),  # type: ignore[arg-type]
+        "data_dir: must be None or a path (str or os.PathLike), got 123",
+        id="dm-data-dir-number",
+        # datamodule.py is being edited elsewhere: it should call check_path("data_dir", data_dir, optional=True)
+        # in __init__; today the number is only caught at setup (by load_fashion_mnist).
+        marks=pytest.mark.xfail(strict=True, reason="FashionMNISTDataModule does not check data_dir in __init__ yet"),
+    ),
+    pytest.param(
+        API,
+        lambda d, t: fm.load_fashion_mnist("train", 123),  # type: ignore[arg-type]
+        "data_dir: must be None or a path (str or os.PathLike), got 123",
+        id="load-data-dir-number",
+    ),
+    pytest.param(API, _mc(batch_size=2.5), "batch_size: must be an integer >= 1, got 2.5", id="mc-batch-float"),
+    pytest.param(API, _mc(batch_size="8"), "batch_size: must be an integer >= 1, got '8'", id="mc-batch-str"),
+    pytest.param(API, _mc(batch_size=True), "batch_size: must be an integer >= 1, got True", id="mc-batch-bool"),
+    pytest.param(
+        API, _mc(max_elements=float("nan")), "max_elements: must be an integer >= 1, got nan", id="mc-max-elements-nan"
+    ),
     pytest.param(
         API, _nan_inputs, "training diverged: train_loss is nan at global step 0, epoch 0, batch 0", id="nan-inputs"
     ),

@@ -92,7 +92,7 @@ def test_bad_data_argument_is_reported_in_one_line(tiny_fmnist, tmp_path, capsys
     err = capsys.readouterr().err
     # The choice is a Literal type: jsonargparse refuses it while parsing, reported in the library's wording.
     assert err == (
-        "lit-deep: error: --data.init_args.task: expected one of ('full', 'A', 'B'), got 'C'; "
+        "lit-deep: error: --data.init_args.task: must be one of ('full', 'A', 'B'), got 'C'; "
         "see lit-deep <verb> --help (--debug shows the traceback)\n"
     )
     with pytest.raises(argparse.ArgumentError, match=r"Expected a typing.Literal\['full', 'A', 'B'\]. Got value: C"):
@@ -114,7 +114,7 @@ def test_a_wrong_choice_in_a_recipe_is_refused(tmp_path, capsys):
     args = ["fit", "--config", str(RECIPE), f"--trainer.default_root_dir={tmp_path}"]
     assert main([*args, "--model.init_args.optimizer=nadamm"]) == 2
     err = capsys.readouterr().err
-    assert "--model.init_args.optimizer: expected one of ('sgd', 'momentum'," in err and "got 'nadamm'" in err
+    assert "--model.init_args.optimizer: must be one of ('sgd', 'momentum'," in err and "got 'nadamm'" in err
 
 
 @pytest.mark.realdata

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,18 +13,13 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from lit_deep._validate import check_positive
 from lit_deep.callbacks.contract import root_module
 from lit_deep.callbacks.select import LAYERS, Selector, as_selectors, select_modules
 
 __all__ = ["MaxNorm"]
 
 Selection = Selector | Sequence[Selector] | Mapping[Selector, float]
-
-
-def _bound(value: Any, argument: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{argument}: must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 class MaxNorm(Callback):
@@ -73,14 +67,15 @@ class MaxNorm(Callback):
 
     def __init__(self, max_value: float = 1.0, modules: Selection | None = None) -> None:
         super().__init__()
-        self.max_value = _bound(max_value, "max_value")
+        self.max_value = check_positive("max_value", max_value)
         #: ``{selector: bound}``; ``None`` stands for every Linear and Conv layer.
         self.bounds: dict[Selector | None, float]
         if isinstance(modules, Mapping):
             if not modules:
                 raise ValueError("modules: an empty mapping selects nothing")
             self.bounds = {
-                as_selectors(key, "modules")[0]: _bound(value, f"modules[{key!r}]") for key, value in modules.items()
+                as_selectors(key, "modules")[0]: check_positive(f"modules[{key!r}]", value)
+                for key, value in modules.items()
             }
         else:
             selectors = [None] if modules is None else as_selectors(modules, "modules")

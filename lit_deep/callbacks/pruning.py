@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
+from lit_deep._validate import check_int, check_positive
 from lit_deep.callbacks.contract import root_module
 from lit_deep.callbacks.select import LAYERS
 from lit_deep.nn.compression import sparsity
@@ -42,10 +43,8 @@ class MagnitudePruning(Callback):
     """
 
     def __init__(self, threshold: float = 1e-3, start_epoch: int | None = None) -> None:
-        if not threshold > 0:
-            raise ValueError(f"threshold: must be positive, got {threshold}")
-        if start_epoch is not None and start_epoch < 0:
-            raise ValueError(f"start_epoch: must be non-negative or None, got {start_epoch}")
+        check_positive("threshold", threshold)
+        check_int("start_epoch", start_epoch, minimum=0, optional=True)
         self.threshold = threshold
         self.start_epoch = start_epoch
         self.achieved: float | None = None

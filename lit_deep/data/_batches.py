@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from lit_deep._validate import check_int
+
 __all__ = ["DistributedBatchSampler", "ResumableLoader", "TensorBatches"]
 
 # What must match for a saved mid-epoch position to mean the same batches in this run.
@@ -111,8 +113,7 @@ class DistributedBatchSampler(DistributedSampler):
         even_shards: bool | None = None,
     ) -> None:
         # DistributedSampler.__init__ is deliberately not called: it requires an initialised process group.
-        if batch_size < 1:
-            raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+        check_int("batch_size", batch_size, minimum=1)
         initialised = dist.is_available() and dist.is_initialized()
         self.num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if initialised else 1)
         self.rank = rank if rank is not None else (dist.get_rank() if initialised else 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lit_deep._validate import check_int, check_probability
+
 __all__ = ["RandomShiftFlip"]
 
 
@@ -28,10 +30,9 @@ class RandomShiftFlip:
     """
 
     def __init__(self, max_shift: int = 2, flip_p: float = 0.5, seed: int = 0) -> None:
-        if max_shift < 0:
-            raise ValueError(f"max_shift: must be non-negative, got {max_shift}")
-        if not 0.0 <= flip_p <= 1.0:
-            raise ValueError(f"flip_p: must be in [0, 1], got {flip_p}")
+        check_int("max_shift", max_shift, minimum=0)
+        check_probability("flip_p", flip_p, upper_inclusive=True)
+        check_int("seed", seed, minimum=0)
         self.max_shift = max_shift
         self.flip_p = flip_p
         self.generator = torch.Generator().manual_seed(seed)

@@ -27,6 +27,7 @@ from typing import IO, Any
 import torch
 
 from lit_deep._io import atomic_write
+from lit_deep._validate import check_choice, check_path
 from lit_deep.data._idx import IDXError, parse_idx, read_idx
 
 __all__ = [
@@ -94,7 +95,7 @@ def cache_dir() -> Path:
 
 def _explicit_folder(data_dir: str | os.PathLike[str] | None) -> tuple[str, Path] | None:
     """The folder the user named (``data_dir``, else ``$LIT_DEEP_DATA``) and how it was named, if any."""
-    if data_dir is not None:
+    if check_path("data_dir", data_dir, optional=True) is not None:
         return "data_dir", Path(data_dir)
     if os.environ.get("LIT_DEEP_DATA"):
         return "$LIT_DEEP_DATA", Path(os.environ["LIT_DEEP_DATA"])
@@ -185,8 +186,7 @@ def locate_fashion_mnist(
         ...     print(str(err).split(" (")[0].replace(str(folder), "<folder>"))
         data_dir: <folder> lacks train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz
     """
-    if split not in _SPLIT_FILES:
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    check_choice("split", split, tuple(_SPLIT_FILES))
     explicit = _explicit_folder(data_dir)
     if explicit is not None:
         # A folder the user named is used or refused, never silently replaced by another copy.

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from typing_extensions import Self
 
+from lit_deep._validate import check_choice, check_probability
 from lit_deep.models._record import RecordsInit
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.nn.init import InitScheme, glorot_uniform_
@@ -95,7 +96,8 @@ def make_activation(name: str, width: int, leaky_slope: float = 0.2) -> nn.Modul
         return nn.GELU()
     if name == "silu":
         return nn.SiLU()
-    raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {name!r}")
+    check_choice("activation", name, ACTIVATIONS)
+    raise AssertionError(name)  # unreachable: ACTIVATIONS lists the names above
 
 
 def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:
@@ -118,8 +120,8 @@ def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:
         >>> type(make_dropout("mc_alpha", 0.1)).__name__
         'MCAlphaDropout'
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: rate must be in [0, 1), got {p}")
+    p = check_probability("dropout", p)
+    check_choice("dropout_kind", kind, DROPOUT_KINDS)
     if kind == "standard":
         return nn.Dropout2d(p) if spatial else nn.Dropout(p)
     if kind == "alpha":
@@ -128,7 +130,7 @@ def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:
         return MCDropout(p)
     if kind == "mc_alpha":
         return MCAlphaDropout(p)
-    raise ValueError(f"dropout_kind: expected one of {DROPOUT_KINDS}, got {kind!r}")
+    raise AssertionError(kind)  # unreachable: checked above
 
 
 class BackboneHead(RecordsInit, nn.Sequential):

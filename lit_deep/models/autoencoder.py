@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import check_choice, check_seed, check_shape
 from lit_deep.models._base import (
     ACTIVATIONS,
     DEFAULT_INIT,
@@ -17,7 +17,7 @@ from lit_deep.models._base import (
     make_activation,
     seeded,
 )
-from lit_deep.nn.init import InitScheme, init_weights
+from lit_deep.nn.init import INIT_SCHEMES, InitScheme, init_weights
 
 __all__ = ["Autoencoder"]
 
@@ -54,10 +54,11 @@ class Autoencoder(BackboneHead):
         init: InitScheme | None = None,
         seed: int | None = None,
     ) -> None:
+        input_shape = check_shape("input_shape", input_shape, min_length=1)
+        hidden = list(check_shape("hidden", hidden, min_length=1))
         check_choice("activation", activation, ACTIVATIONS)
-        hidden = [int(h) for h in hidden]
-        if not hidden or any(h < 1 for h in hidden):
-            raise ValueError(f"hidden: need at least one positive width, got {hidden}")
+        check_choice("init", init, (None, *sorted(INIT_SCHEMES)))
+        seed = check_seed("seed", seed)
         with seeded(seed) as generator:
             n_in = flat_size(tuple(input_shape))
             encoder: list[nn.Module] = [nn.Flatten()]

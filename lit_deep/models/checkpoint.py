@@ -119,7 +119,9 @@ def _load(path: str) -> Any:
 
 def _tensors(value: Any, where: str) -> dict[str, torch.Tensor]:
     if not isinstance(value, Mapping):
-        raise CheckpointError(f"{where}: state_dict: expected a mapping of names to tensors, got {type(value).__name__}")
+        raise CheckpointError(
+            f"{where}: state_dict: expected a mapping of names to tensors, got {type(value).__name__}"
+        )
     for key, tensor in value.items():
         if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
             raise CheckpointError(
@@ -185,11 +187,15 @@ def read_checkpoint(checkpoint: str | os.PathLike[str], *, require_model: bool =
         raise CheckpointError(f"{where}: expected a dict of checkpoint entries, got {type(state).__name__}")
     hparams = state.get("hyper_parameters", {})
     if not isinstance(hparams, Mapping) or not all(isinstance(k, str) for k in hparams):
-        raise CheckpointError(f"{where}: hyper_parameters: expected a dict of named values, got {type(hparams).__name__}")
+        raise CheckpointError(
+            f"{where}: hyper_parameters: expected a dict of named values, got {type(hparams).__name__}"
+        )
     hparams = dict(hparams)
     for key in _NEVER_SAVED:
         if key in hparams:
-            raise CheckpointError(f"{where}: hyper-parameter {key!r} is not one lit_deep saves; refused, nothing was run")
+            raise CheckpointError(
+                f"{where}: hyper-parameter {key!r} is not one lit_deep saves; refused, nothing was run"
+            )
     class_path = hparams.get("_class_path")
     if class_path is not None and not _is_lightning_module(class_path):
         raise CheckpointError(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import check_bool, check_choice, check_int, check_probability, check_seed, check_shape
 from lit_deep.models._base import (
     ACTIVATIONS,
     BN_EPS,
@@ -21,7 +21,7 @@ from lit_deep.models._base import (
     new_head,
     seeded,
 )
-from lit_deep.nn.init import InitScheme, init_weights
+from lit_deep.nn.init import INIT_SCHEMES, InitScheme, init_weights
 
 __all__ = ["CNN"]
 
@@ -70,21 +70,18 @@ class CNN(BackboneHead):
         init: InitScheme | None = None,
         seed: int | None = None,
     ) -> None:
+        input_shape = check_shape("input_shape", input_shape, length=3)
+        channels = check_shape("channels", channels, min_length=1)
+        check_int("convs_per_block", convs_per_block, minimum=1)
+        check_int("dense", dense, minimum=0)  # 0: no dense layer
+        check_int("num_classes", num_classes, minimum=1)
         check_choice("activation", activation, ACTIVATIONS)
-        if len(input_shape) != 3:
-            raise ValueError(f"input_shape: expected (C, H, W), got {tuple(input_shape)}")
-        if not channels or any(c < 1 for c in channels):
-            raise ValueError(f"channels: need at least one positive channel count, got {tuple(channels)}")
-        if convs_per_block < 1:
-            raise ValueError(f"convs_per_block: must be at least 1, got {convs_per_block}")
-        if dense < 0:
-            raise ValueError(f"dense: must be non-negative (0 for no dense layer), got {dense}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
-        for name, rate in (("dropout", dropout), ("conv_dropout", conv_dropout)):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name}: rate must be in [0, 1), got {rate}")
+        check_bool("batch_norm", batch_norm)
+        dropout = check_probability("dropout", dropout)
+        conv_dropout = check_probability("conv_dropout", conv_dropout)
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
+        check_choice("init", init, (None, *sorted(INIT_SCHEMES)))
+        seed = check_seed("seed", seed)
         with seeded(seed) as generator:
             in_ch, height, width = (int(s) for s in input_shape)
             layers: list[nn.Module] = []

@@ -7,7 +7,15 @@ from typing import Literal, get_args
 
 from torch import nn
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_non_negative,
+    check_probability,
+    check_seed,
+    check_shape,
+)
 from lit_deep.models._base import (
     ACTIVATIONS,
     BN_EPS,
@@ -33,15 +41,14 @@ _BN_PLACES = (None, *get_args(BatchNormPlace))
 
 
 def _dropout_rates(dropout: float | Sequence[float], n_linear: int) -> list[float]:
-    rates = [float(dropout)] * n_linear if isinstance(dropout, (int, float)) else [float(p) for p in dropout]
-    if len(rates) != n_linear:
+    if isinstance(dropout, (str, bytes)) or not isinstance(dropout, Sequence):
+        return [check_probability("dropout", dropout)] * n_linear  # refuses a bool, a string, nan
+    if len(dropout) != n_linear:
         raise ValueError(
             f"dropout: a sequence needs one rate per Linear layer ({n_linear}: input, each hidden, output), "
-            f"got {len(rates)}"
+            f"got {len(dropout)}"
         )
-    if not all(0.0 <= p < 1.0 for p in rates):
-        raise ValueError(f"dropout: every rate must be in [0, 1), got {dropout!r}")
-    return rates
+    return [check_probability(f"dropout[{i}]", p) for i, p in enumerate(dropout)]
 
 
 class MLP(BackboneHead):
@@ -93,18 +100,17 @@ class MLP(BackboneHead):
         leaky_slope: float = 0.2,
         seed: int | None = None,
     ) -> None:
-        hidden = [int(h) for h in hidden]
+        input_shape = check_shape("input_shape", input_shape, min_length=1)
+        hidden = list(check_shape("hidden", hidden))
+        check_int("num_classes", num_classes, minimum=1)
         check_choice("activation", activation, ACTIVATIONS)
-        if batch_norm not in _BN_PLACES:
-            raise ValueError(f"batch_norm: expected None, 'before' or 'after', got {batch_norm!r}")
-        if init is not None and init not in INIT_SCHEMES:
-            raise ValueError(f"init: expected None or one of {sorted(INIT_SCHEMES)}, got {init!r}")
-        if any(h < 1 for h in hidden):
-            raise ValueError(f"hidden: every width must be positive, got {hidden}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
+        check_choice("init", init, (None, *sorted(INIT_SCHEMES)))
+        check_choice("batch_norm", batch_norm, _BN_PLACES)
+        check_bool("input_batch_norm", input_batch_norm)
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         rates = _dropout_rates(dropout, len(hidden) + 1)
+        leaky_slope = check_non_negative("leaky_slope", leaky_slope)
+        seed = check_seed("seed", seed)
         with seeded(seed) as generator:
             in_features = flat_size(tuple(input_shape))
             layers: list[nn.Module] = [nn.Flatten()]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lit_deep._validate import check_bool, check_shape
 from lit_deep.models._record import RecordsInit
 
 __all__ = ["Preprocess"]
@@ -39,9 +40,8 @@ class Preprocess(RecordsInit, nn.Module):
 
     def __init__(self, input_shape: Sequence[int] = (1, 28, 28), per_pixel: bool = False) -> None:
         super().__init__()
-        self.input_shape = tuple(int(s) for s in input_shape)
-        if not self.input_shape or any(s < 1 for s in self.input_shape):
-            raise ValueError(f"input_shape: expected positive sizes (C, H, W), got {tuple(input_shape)}")
+        self.input_shape = check_shape("input_shape", input_shape, min_length=1)
+        check_bool("per_pixel", per_pixel)
         stats_shape = self.input_shape if per_pixel else (1,)
         self.register_buffer("mean", torch.zeros(stats_shape))
         self.register_buffer("std", torch.ones(stats_shape))

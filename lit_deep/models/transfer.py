@@ -14,19 +14,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from lit_deep._validate import check_bool, check_choice, check_int, check_path, check_probability, check_seed
 from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make_dropout, new_head, seeded
 from lit_deep.models.description import DescriptionError, build
 from lit_deep.nn.init import init_weights
 
 __all__ = ["FromCheckpoint", "load_checkpoint_model", "transfer"]
-
-
-def _check_num_classes(num_classes: Any, allow_none: bool) -> None:
-    if num_classes is None and allow_none:
-        return
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"num_classes: must be a positive integer{extra}, got {num_classes!r}")
 
 
 def transfer(
@@ -74,13 +67,11 @@ def transfer(
         raise ValueError(
             f"source: expected a model with .backbone and .head (BackboneHead), got {type(source).__name__}"
         )
-    _check_num_classes(num_classes, allow_none=True)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout: must be a rate in [0, 1), got {dropout!r}")
-    if dropout_kind != "auto" and dropout_kind not in DROPOUT_KINDS:
-        raise ValueError(f"dropout_kind: expected 'auto' or one of {DROPOUT_KINDS}, got {dropout_kind!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed: expected an integer or None, got {seed!r}")
+    check_int("num_classes", num_classes, minimum=1, optional=True)
+    dropout = check_probability("dropout", dropout)
+    check_choice("dropout_kind", dropout_kind, ("auto", *DROPOUT_KINDS))
+    check_bool("reinitialize", reinitialize)
+    seed = check_seed("seed", seed)
     with seeded(seed) as generator:
         # The head is drawn first: a re-initialised twin with the same seed starts from the same head.
         if num_classes is None:
@@ -121,7 +112,7 @@ def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
         ...
         ValueError: checkpoint: no such file 'missing.ckpt'
     """
-    path = os.fspath(checkpoint)
+    path = os.fspath(check_path("checkpoint", checkpoint))
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint: no such file {path!r}")
     state = _state_dict(path)
@@ -181,7 +172,7 @@ class FromCheckpoint(BackboneHead):
         reinitialize: bool = False,
         seed: int | None = None,
     ) -> None:
-        _check_num_classes(num_classes, allow_none=False)
+        check_int("num_classes", num_classes, minimum=1)
         model = transfer(
             load_checkpoint_model(checkpoint), num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed
         )

@@ -9,6 +9,8 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from lit_deep._validate import check_positive
+
 __all__ = [
     "OPTIMIZERS",
     "OptimizerName",
@@ -51,7 +53,7 @@ def check_optimizer_name(name: Any) -> str:
         ('nadam', 'torch.optim.ASGD')
     """
     if not isinstance(name, str) or (name not in OPTIMIZERS and "." not in name):
-        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
+        raise ValueError(f"optimizer: must be one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
     return name
 
 
@@ -71,7 +73,7 @@ def _resolve_class(name: str) -> tuple[type[torch.optim.Optimizer], dict[str, An
         if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
             raise ValueError(f"optimizer: {name!r} is not a torch.optim.Optimizer subclass")
         return cls, {}
-    raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
+    raise ValueError(f"optimizer: must be one of {sorted(OPTIMIZERS)} or a class path, got {name!r}")
 
 
 def param_groups(
@@ -150,8 +152,7 @@ def build_optimizer(
         >>> type(opt).__name__, opt.defaults["alpha"], opt.defaults["eps"]
         ('RMSprop', 0.9, 1e-07)
     """
-    if not lr > 0:
-        raise ValueError(f"lr: must be positive, got {lr}")
+    check_positive("lr", lr)
     cls, defaults = _resolve_class(name)
     options = {**defaults, **kwargs}
     if weight_decay:

@@ -13,6 +13,8 @@ import warnings
 import torch
 from torch import nn
 
+from lit_deep._validate import check_int
+
 __all__ = ["measure_latency", "quantize_dynamic_int8", "sparsity"]
 
 # What torch.ao's dynamic quantisation warns on every call, and nothing else is silenced: the module's
@@ -73,8 +75,7 @@ def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> flo
         >>> measure_latency(net, torch.zeros(3, 4), repeats=3) > 0, net.training
         (True, True)
     """
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats: must be an integer >= 1, got {repeats!r}")
+    check_int("repeats", repeats, minimum=1)
     modes = {module: module.training for module in model.modules()}
     model.eval()
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lit_deep._validate import check_positive
+
 __all__ = ["max_norm_"]
 
 
@@ -36,8 +38,7 @@ def max_norm_(weight: torch.Tensor, max_value: float = 1.0) -> torch.Tensor:
         >>> max_norm_(w, 1.0).norm(dim=1).tolist()
         [1.0, 0.5]
     """
-    if not max_value > 0:
-        raise ValueError(f"max_value: must be positive, got {max_value}")
+    max_value = check_positive("max_value", max_value)
     if weight.dim() < 2:
         raise ValueError(f"weight: max-norm applies to weights with 2 or more dimensions, got {tuple(weight.shape)}")
     # torch.renorm computes exactly this, with Keras's epsilon 1e-7: factor = r / (n + 1e-7) where n > r, else 1,

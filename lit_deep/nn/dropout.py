@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_deep._validate import check_probability
+
 __all__ = ["MCAlphaDropout", "MCDropout", "apply_mask", "keep_mask", "keep_threshold", "quantize_rate"]
 
 _LEVELS = 1 << 16
@@ -29,15 +31,9 @@ _LEVELS = 1 << 16
 _ALPHA_PRIME = 1.7580993408473766
 
 
-def _check_p(p: float) -> float:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p: dropout rate must be in [0, 1), got {p}")
-    return float(p)
-
-
 def _drop_levels(p: float) -> int:
     # Never all 65536 levels: a rate just below 1 keeps one level in 65536 rather than dividing by zero.
-    return min(round(_check_p(p) * _LEVELS), _LEVELS - 1)
+    return min(round(check_probability("p", p) * _LEVELS), _LEVELS - 1)
 
 
 def quantize_rate(p: float) -> float:
@@ -159,7 +155,7 @@ class MCDropout(nn.Dropout):
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        super().__init__(_check_p(p))
+        super().__init__(check_probability("p", p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Drop units whatever the module's mode."""
@@ -190,7 +186,7 @@ class MCAlphaDropout(nn.AlphaDropout):
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        super().__init__(_check_p(p))
+        super().__init__(check_probability("p", p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply alpha dropout whatever the module's mode."""

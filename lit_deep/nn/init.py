@@ -15,6 +15,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from lit_deep._validate import check_choice, check_positive
+
 __all__ = [
     "InitScheme",
     "INIT_SCHEMES",
@@ -75,12 +77,9 @@ def variance_scaling_(
         >>> round(w.var().item() * 400, 1)
         2.0
     """
-    if not scale > 0:  # also rejects NaN
-        raise ValueError(f"scale: must be positive, got {scale}")
-    if mode not in _MODES:
-        raise ValueError(f"mode: expected one of {_MODES}, got {mode!r}")
-    if distribution not in _DISTRIBUTIONS:
-        raise ValueError(f"distribution: expected one of {_DISTRIBUTIONS}, got {distribution!r}")
+    check_positive("scale", scale)
+    check_choice("mode", mode, _MODES)
+    check_choice("distribution", distribution, _DISTRIBUTIONS)
     fan_in, fan_out = _fans(tensor)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
     variance = scale / max(1.0, fan)
@@ -220,8 +219,7 @@ def init_weights(module: nn.Module, scheme: InitScheme, generator: torch.Generat
         >>> layer.bias.tolist()
         [0.0, 0.0, 0.0]
     """
-    if scheme not in INIT_SCHEMES:
-        raise ValueError(f"scheme: expected one of {sorted(INIT_SCHEMES)}, got {scheme!r}")
+    check_choice("scheme", scheme, sorted(INIT_SCHEMES))
     fill = INIT_SCHEMES[scheme]
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):

@@ -17,13 +17,13 @@ import contextvars
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lit_deep._validate import check_int
+from lit_deep._validate import check_choice, check_int, check_positive  # check_positive: re-exported
 
 __all__ = [
     "INTERVALS",
@@ -101,22 +101,7 @@ def check_interval(interval: str) -> str:
         >>> check_interval("step")
         'step'
     """
-    if interval not in INTERVALS:
-        raise ValueError(f"interval: expected one of {INTERVALS}, got {interval!r}")
-    return interval
-
-
-def check_positive(name: str, value: Any) -> float:
-    """``float(value)`` when it is a finite number > 0, else a ValueError naming ``name``.
-
-    Example::
-
-        >>> check_positive("s", 20)
-        20.0
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
-    return float(value)
+    return check_choice("interval", interval, INTERVALS)
 
 
 class ClosedFormLR(LRScheduler):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Sequence
 
 from torch.optim import Optimizer
 
-from lit_deep.schedules.base import ClosedFormLR, Interval, check_interval, check_positive
+from lit_deep._validate import check_non_negative, check_positive, check_shape
+from lit_deep.schedules.base import ClosedFormLR, Interval, check_interval
 
 __all__ = ["ExponentialDecay", "PiecewiseConstant", "PowerDecay"]
 
@@ -136,16 +136,12 @@ class PiecewiseConstant(ClosedFormLR):
         interval: Interval = "epoch",
         last_epoch: int = -1,
     ) -> None:
-        self.boundaries = [int(b) for b in boundaries]
-        if any(b != int(b) or b <= 0 for b in boundaries):
-            raise ValueError(f"boundaries: must be integers > 0, got {list(boundaries)}")
+        self.boundaries = list(check_shape("boundaries", boundaries))
         if any(b >= c for b, c in zip(self.boundaries, self.boundaries[1:], strict=False)):
             raise ValueError(f"boundaries: must be strictly increasing, got {list(boundaries)}")
         if len(values) != len(self.boundaries) + 1:
             raise ValueError(f"values: need len(boundaries) + 1 = {len(self.boundaries) + 1} values, got {len(values)}")
-        if any(not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) for v in values):
-            raise ValueError(f"values: rates must be finite numbers >= 0, got {list(values)}")
-        self.values = [float(v) for v in values]
+        self.values = [check_non_negative(f"values[{i}]", v) for i, v in enumerate(values)]
         self.interval = check_interval(interval)
         super().__init__(optimizer, last_epoch)
 

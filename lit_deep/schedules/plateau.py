@@ -7,7 +7,7 @@ from typing import Literal, get_args
 from torch.optim import Optimizer
 from torch.optim import lr_scheduler as torch_schedulers
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import check_choice, check_int, check_non_negative, check_probability
 
 __all__ = ["PlateauDecay", "PlateauMode"]
 
@@ -70,13 +70,11 @@ class PlateauDecay(torch_schedulers.ReduceLROnPlateau):
         if not monitor:
             raise ValueError(f"monitor: must name a logged metric, got {monitor!r}")
         check_choice("mode", mode, _MODES)
-        if not 0 < factor < 1:
-            raise ValueError(f"factor: must lie in (0, 1), got {factor}")
-        for name, value in (("patience", patience), ("min_delta", min_delta), ("cooldown", cooldown)):
-            if value < 0:
-                raise ValueError(f"{name}: must be >= 0, got {value}")
-        if min_lr < 0:
-            raise ValueError(f"min_lr: must be >= 0, got {min_lr}")
+        check_probability("factor", factor, lower_inclusive=False)
+        check_int("patience", patience, minimum=0)
+        check_int("cooldown", cooldown, minimum=0)
+        check_non_negative("min_delta", min_delta)
+        check_non_negative("min_lr", min_lr)
         self.monitor = monitor
         self.keras_patience = int(patience)
         super().__init__(

@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from lit_deep._validate import check_int
 from lit_deep.nn.dropout import keep_threshold
 
 __all__ = ["IMAGE_BLOCK", "MaskSampler", "stream_key"]
@@ -90,9 +91,7 @@ class MaskSampler:
     """
 
     def __init__(self, seed: int) -> None:
-        if seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {seed}")
-        self.seed = seed
+        self.seed = check_int("seed", seed, minimum=0)
         self.samples = 0
         self._call = 0
         self._blocks: list[int] = []

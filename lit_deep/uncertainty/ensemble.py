@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
 from lit_deep.uncertainty.ood import deterministic_probs
 from lit_deep.uncertainty.predict import mc_predict
@@ -74,8 +75,8 @@ class Ensemble(nn.Module):
         Raises:
             ValueError: for ``mc_samples < 0``.
         """
-        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
-            raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
+        check_int("mc_samples", mc_samples, minimum=0)
+        check_seed("seed", seed)
         x = inputs if isinstance(inputs, torch.Tensor) else torch.cat([_first(b) for b in inputs])
         if mc_samples and seed is None:
             seed = int(torch.randint(0, 2**62, ()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_deep._validate import check_int
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = [
@@ -88,8 +89,7 @@ def expected_calibration_error(
         >>> round(expected_calibration_error(torch.tensor([[0.9, 0.1], [0.8, 0.2]]), torch.tensor([0, 1])), 4)
         0.45
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    check_int("n_bins", n_bins, minimum=1)
     p, y = _checked(probs, targets)
     from torchmetrics.functional.classification import multiclass_calibration_error  # torchmetrics loads matplotlib
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lit_deep._validate import check_int
 from lit_deep.uncertainty._accumulate import to_probs
 from lit_deep.uncertainty._layers import dropout_off
 from lit_deep.uncertainty.metrics import ood_auroc
@@ -32,8 +33,7 @@ def deterministic_probs(model: nn.Module, inputs: torch.Tensor, batch_size: int 
         >>> torch.equal(deterministic_probs(net, x), deterministic_probs(net, x))
         True
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
+    check_int("batch_size", batch_size, minimum=1)
     with dropout_off(model), torch.no_grad():
         return torch.cat([to_probs(model(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 

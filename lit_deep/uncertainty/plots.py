@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lit_deep._validate import check_int
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked, expected_calibration_error
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.selective import aurc, risk_coverage_curve
@@ -44,8 +45,7 @@ def reliability_bins(
         >>> [round(c, 2) for c in conf.tolist()], acc.tolist(), count.tolist()
         ([0.0, 0.0, 0.0, 0.8, 0.9], [0.0, 0.0, 0.0, 0.0, 1.0], [0, 0, 0, 1, 1])
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    check_int("n_bins", n_bins, minimum=1)
     p, y = _checked(probs, targets)
     confidence, predicted = p.max(dim=1)
     # Bin b holds confidences in (b/n, (b+1)/n], as torchmetrics' calibration error does.
@@ -172,8 +172,7 @@ def calibration_figure(
         >>> [ax.get_xlabel() for ax in fig.axes]
         ['confidence (max probability)', 'coverage']
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    check_int("n_bins", n_bins, minimum=1)
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 4.5))
@@ -209,8 +208,7 @@ def uncertainty_histogram(
         >>> fig.axes[0].get_xlabel()
         'entropy (nats)'
     """
-    if bins < 1:
-        raise ValueError(f"bins: must be at least 1, got {bins}")
+    check_int("bins", bins, minimum=1)
     if scores_in.dim() != 1 or scores_out.dim() != 1 or not scores_in.numel() or not scores_out.numel():
         raise ValueError("scores_in, scores_out: expected two non-empty 1-D tensors")
     both = torch.cat([scores_in, scores_out]).float()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
 from lit_deep.uncertainty._graph import GraphPlan, WholePlan, make_plan
 from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
@@ -25,14 +27,11 @@ DEFAULT_MAX_ELEMENTS = 1 << 20
 
 
 def _check_args(samples: int, seed: int | None, batch_size: int, max_elements: int) -> None:
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed: must be None or a non-negative integer, got {seed!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: must be at least 1, got {batch_size}")
-    if max_elements < 1:
-        raise ValueError(f"max_elements: must be at least 1, got {max_elements}")
+    check_int("samples", samples, minimum=1)
+    check_seed("seed", seed)
+    check_int("batch_size", batch_size, minimum=1)
+    if max_elements != math.inf:  # inf: no memory bound (the chunking arithmetic takes it)
+        check_int("max_elements", max_elements, minimum=1)
 
 
 def _check_inputs(x: object) -> torch.Tensor:

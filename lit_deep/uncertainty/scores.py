@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_deep._validate import check_choice
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = ["SCORES", "max_softmax_uncertainty", "predictive_entropy", "uncertainty_score"]
@@ -62,8 +63,7 @@ def uncertainty_score(prediction: MCPrediction | torch.Tensor, name: str) -> tor
         >>> uncertainty_score(pred, "variation_ratio").tolist(), uncertainty_score(pred, "max_softmax").tolist()
         ([0.5], [0.5])
     """
-    if name not in SCORES:
-        raise ValueError(f"name: expected one of {SCORES}, got {name!r}")
+    check_choice("name", name, SCORES)
     probs = prediction.probs if isinstance(prediction, MCPrediction) else prediction
     if name == "entropy":
         return predictive_entropy(probs)

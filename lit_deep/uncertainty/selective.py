@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from lit_deep._validate import check_int, check_probability
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.scores import max_softmax_uncertainty
@@ -32,8 +33,7 @@ def adaptive_calibration_error(
         >>> round(adaptive_calibration_error(p, torch.tensor([0, 1, 0, 0]), n_bins=2), 4)
         0.35
     """
-    if n_bins < 1:
-        raise ValueError(f"n_bins: must be at least 1, got {n_bins}")
+    check_int("n_bins", n_bins, minimum=1)
     p, y = _checked(probs, targets)
     confidence, predicted = p.double().max(dim=1)
     order = torch.argsort(confidence, stable=True)
@@ -106,8 +106,7 @@ def fpr_at_tpr(scores_in: torch.Tensor, scores_out: torch.Tensor, tpr: float = 0
         >>> fpr_at_tpr(torch.tensor([0.1, 0.2, 0.6, 0.3]), torch.tensor([0.5, 0.9]), tpr=0.95)
         0.25
     """
-    if not 0 < tpr <= 1:
-        raise ValueError(f"tpr: must be in (0, 1], got {tpr}")
+    tpr = check_probability("tpr", tpr, upper_inclusive=True, lower_inclusive=False)
     if scores_in.dim() != 1 or scores_out.dim() != 1 or not scores_in.numel() or not scores_out.numel():
         raise ValueError("scores_in, scores_out: expected two non-empty 1-D tensors")
     scores = torch.cat([scores_in, scores_out]).double()

@@ -16,15 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_deep._validate import check_positive
 from lit_deep.uncertainty._layers import dropout_off
 
 __all__ = ["Temperature", "TemperatureScaled", "fit_temperature", "logits_and_targets", "temperature_from_logits"]
-
-
-def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < float("inf"):
-        raise ValueError(f"temperature: must be a positive finite number, got {temperature!r}")
-    return float(temperature)
 
 
 class Temperature(nn.Module):
@@ -41,7 +36,7 @@ class Temperature(nn.Module):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        self.temperature = _check_temperature(temperature)
+        self.temperature = check_positive("temperature", temperature)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits / T``."""

@@ -76,7 +76,7 @@ def test_shift_fills_vacated_pixels():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"max_shift: must be non-negative, got -1"):
+    with pytest.raises(ValueError, match=r"max_shift: must be an integer >= 0, got -1"):
         RandomShiftFlip(-1)
-    with pytest.raises(ValueError, match=r"flip_p: must be in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"flip_p: must be a number in \[0, 1\], got 1.5"):
         RandomShiftFlip(1, 1.5)

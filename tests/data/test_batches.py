@@ -75,7 +75,7 @@ def test_tensor_batches_gathers_and_transforms():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"batch_size: must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"batch_size: must be an integer >= 1, got 0"):
         DistributedBatchSampler(10, 0)
     with pytest.raises(ValueError, match=r"rank: 2 is outside 0..1"):
         DistributedBatchSampler(10, 2, num_replicas=2, rank=2)

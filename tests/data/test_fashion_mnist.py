@@ -264,7 +264,7 @@ def test_data_dir_that_is_a_file_is_refused(tiny_fmnist, other_copies):
 
 
 def test_unknown_split(tiny_fmnist):
-    with pytest.raises(ValueError, match=r"split: expected 'train' or 'test', got 'validation'"):
+    with pytest.raises(ValueError, match=r"split: must be one of \('train', 'test'\), got 'validation'"):
         load_fashion_mnist("validation", tiny_fmnist.path)
 
 

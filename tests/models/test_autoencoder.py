@@ -60,9 +60,9 @@ def test_transfer_builds_a_classifier_on_a_copied_encoder():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"activation": "swish"}, r"activation: expected one of .*, got 'swish'"),
-        ({"hidden": ()}, r"hidden: need at least one positive width, got \[\]"),
-        ({"hidden": (8, 0)}, r"hidden: need at least one positive width, got \[8, 0\]"),
+        ({"activation": "swish"}, r"activation: must be one of .*, got 'swish'"),
+        ({"hidden": ()}, r"hidden: must be a non-empty sequence of integers >= 1, got \(\)"),
+        ({"hidden": (8, 0)}, r"hidden: must be a non-empty sequence of integers >= 1, got \(8, 0\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -80,7 +80,7 @@ def test_rebuilding_from_the_description_loads_the_state():
 
 
 def test_transfer_errors():
-    with pytest.raises(ValueError, match=r"num_classes: must be a positive integer or None, got 0"):
+    with pytest.raises(ValueError, match=r"num_classes: must be None or an integer >= 1, got 0"):
         transfer(MLP(hidden=(4,)), 0)
     with pytest.raises(
         ValueError, match=r"source: expected a model with .backbone and .head \(BackboneHead\), got Linear"
@@ -89,11 +89,11 @@ def test_transfer_errors():
 
 
 def test_factory_errors():
-    with pytest.raises(ValueError, match=r"activation: expected one of .*, got 'mish'"):
+    with pytest.raises(ValueError, match=r"activation: must be one of .*, got 'mish'"):
         make_activation("mish", 3)
-    with pytest.raises(ValueError, match=r"dropout_kind: expected one of .*, got 'gauss'"):
+    with pytest.raises(ValueError, match=r"dropout_kind: must be one of .*, got 'gauss'"):
         make_dropout("gauss", 0.1)
-    with pytest.raises(ValueError, match=r"dropout: rate must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"dropout: must be a number in \[0, 1\), got 1.0"):
         make_dropout("standard", 1.0)
     assert isinstance(make_dropout("standard", 0.1, spatial=True), nn.Dropout2d)
 

@@ -76,17 +76,17 @@ def test_description_rebuilds():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"activation": "swish"}, r"activation: expected one of .*, got 'swish'"),
-        ({"input_shape": (28, 28)}, r"input_shape: expected \(C, H, W\), got \(28, 28\)"),
-        ({"channels": ()}, r"channels: need at least one positive channel count, got \(\)"),
-        ({"channels": (8, 0)}, r"channels: need at least one positive channel count, got \(8, 0\)"),
+        ({"activation": "swish"}, r"activation: must be one of .*, got 'swish'"),
+        ({"input_shape": (28, 28)}, r"input_shape: must be a sequence of 3 integers >= 1, got \(28, 28\)"),
+        ({"channels": ()}, r"channels: must be a non-empty sequence of integers >= 1, got \(\)"),
+        ({"channels": (8, 0)}, r"channels: must be a non-empty sequence of integers >= 1, got \(8, 0\)"),
         ({"channels": (2,) * 5}, r"channels: 5 pooling blocks shrink \(1, 28, 28\) below 1x1"),
-        ({"convs_per_block": 0}, r"convs_per_block: must be at least 1, got 0"),
-        ({"dense": -1}, r"dense: must be non-negative \(0 for no dense layer\), got -1"),
-        ({"num_classes": 0}, r"num_classes: must be a positive integer, got 0"),
-        ({"dropout": 1.0}, r"dropout: rate must be in \[0, 1\), got 1.0"),
-        ({"conv_dropout": -0.5}, r"conv_dropout: rate must be in \[0, 1\), got -0.5"),
-        ({"dropout_kind": "gaussian"}, r"dropout_kind: expected one of .*, got 'gaussian'"),
+        ({"convs_per_block": 0}, r"convs_per_block: must be an integer >= 1, got 0"),
+        ({"dense": -1}, r"dense: must be an integer >= 0, got -1"),
+        ({"num_classes": 0}, r"num_classes: must be an integer >= 1, got 0"),
+        ({"dropout": 1.0}, r"dropout: must be a number in \[0, 1\), got 1.0"),
+        ({"conv_dropout": -0.5}, r"conv_dropout: must be a number in \[0, 1\), got -0.5"),
+        ({"dropout_kind": "gaussian"}, r"dropout_kind: must be one of .*, got 'gaussian'"),
     ],
 )
 def test_bad_arguments(kwargs, message):

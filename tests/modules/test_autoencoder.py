@@ -33,10 +33,10 @@ def _trainer(tmp_path: Path, epochs: int = 2, callbacks: list[Callback] | None =
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": 0.0}, "lr: must be positive, got 0.0"),
-        ({"weight_decay": -1.0}, "weight_decay: must be non-negative, got -1.0"),
-        ({"optimizer": "bogus"}, "optimizer: expected one of"),
-        ({"loss": "l1"}, r"loss: expected one of \('mse', 'bce'\), got 'l1'"),
+        ({"lr": 0.0}, "lr: must be a finite number > 0, got 0.0"),
+        ({"weight_decay": -1.0}, "weight_decay: must be a finite number >= 0, got -1.0"),
+        ({"optimizer": "bogus"}, "optimizer: must be one of"),
+        ({"loss": "l1"}, r"loss: must be one of \('mse', 'bce'\), got 'l1'"),
         ({"model": "not a module"}, "model: expected an nn.Module or its description, got str"),
     ],
 )

@@ -58,9 +58,9 @@ def test_the_three_modules_share_the_base_and_the_callback_contract(make: object
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": 0}, "lr: must be positive, got 0"),
-        ({"weight_decay": -0.1}, "weight_decay: must be non-negative, got -0.1"),
-        ({"optimizer": "adamm"}, "optimizer: expected one of"),
+        ({"lr": 0}, "lr: must be a finite number > 0, got 0"),
+        ({"weight_decay": -0.1}, "weight_decay: must be a finite number >= 0, got -0.1"),
+        ({"optimizer": "adamm"}, "optimizer: must be one of"),
     ],
 )
 def test_every_module_checks_the_shared_arguments(cls: type, kwargs: dict, message: str) -> None:

@@ -194,12 +194,12 @@ def test_optimizer_kwargs_reach_the_optimizer():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lr": 0.0}, r"lr: must be positive, got 0.0"),
-        ({"lr": -1e-3}, r"lr: must be positive, got -0.001"),
-        ({"l1": -0.1}, r"l1: must be non-negative, got -0.1"),
-        ({"l2": -0.1}, r"l2: must be non-negative, got -0.1"),
-        ({"weight_decay": -1.0}, r"weight_decay: must be non-negative, got -1.0"),
-        ({"optimizer": "adamm"}, r"optimizer: expected one of .* or a class path, got 'adamm'"),
+        ({"lr": 0.0}, r"lr: must be a finite number > 0, got 0.0"),
+        ({"lr": -1e-3}, r"lr: must be a finite number > 0, got -0.001"),
+        ({"l1": -0.1}, r"l1: must be a finite number >= 0, got -0.1"),
+        ({"l2": -0.1}, r"l2: must be a finite number >= 0, got -0.1"),
+        ({"weight_decay": -1.0}, r"weight_decay: must be a finite number >= 0, got -1.0"),
+        ({"optimizer": "adamm"}, r"optimizer: must be one of .* or a class path, got 'adamm'"),
     ],
 )
 def test_bad_arguments(kwargs, message):

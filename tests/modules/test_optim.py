@@ -52,9 +52,9 @@ def test_class_path_and_kwargs_override():
 def test_errors():
     params = [nn.Parameter(torch.zeros(2))]
     for lr in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match=r"lr: must be positive, got"):
+        with pytest.raises(ValueError, match=r"lr: must be a finite number > 0, got"):
             build_optimizer("sgd", params, lr=lr)
-    with pytest.raises(ValueError, match=r"optimizer: expected one of .* or a class path, got 'adamm'"):
+    with pytest.raises(ValueError, match=r"optimizer: must be one of .* or a class path, got 'adamm'"):
         build_optimizer("adamm", params, lr=0.1)
     with pytest.raises(ValueError, match=r"optimizer: 'torch.optim.Nope' is not a class of an imported module"):
         build_optimizer("torch.optim.Nope", params, lr=0.1)

@@ -78,9 +78,9 @@ def test_zero_rows_stay_zero():
 @pytest.mark.parametrize(
     ("weight", "max_value", "match"),
     [
-        (torch.ones(2, 2), 0.0, r"max_value: must be positive, got 0.0"),
-        (torch.ones(2, 2), -1.0, r"max_value: must be positive, got -1.0"),
-        (torch.ones(2, 2), float("nan"), r"max_value: must be positive, got nan"),
+        (torch.ones(2, 2), 0.0, r"max_value: must be a finite number > 0, got 0.0"),
+        (torch.ones(2, 2), -1.0, r"max_value: must be a finite number > 0, got -1.0"),
+        (torch.ones(2, 2), float("nan"), r"max_value: must be a finite number > 0, got nan"),
         (torch.ones(3), 1.0, r"weight: max-norm applies to weights with 2 or more dimensions, got \(3,\)"),
     ],
 )

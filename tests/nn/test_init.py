@@ -104,16 +104,16 @@ def test_init_weights_with_a_generator_is_reproducible():
 
 def test_errors():
     w = torch.empty(4, 3)
-    with pytest.raises(ValueError, match=r"mode: expected one of \('fan_in', 'fan_out', 'fan_avg'\), got 'fan_sum'"):
+    with pytest.raises(ValueError, match=r"mode: must be one of \('fan_in', 'fan_out', 'fan_avg'\), got 'fan_sum'"):
         variance_scaling_(w, mode="fan_sum")
-    with pytest.raises(ValueError, match=r"distribution: expected one of .*, got 'normal'"):
+    with pytest.raises(ValueError, match=r"distribution: must be one of .*, got 'normal'"):
         variance_scaling_(w, distribution="normal")
     for scale in (0.0, -1.0, float("nan")):
-        with pytest.raises(ValueError, match=r"scale: must be positive, got"):
+        with pytest.raises(ValueError, match=r"scale: must be a finite number > 0, got"):
             variance_scaling_(w, scale=scale)
     with pytest.raises(
         ValueError, match=r"tensor: variance scaling needs a weight with at least 2 dimensions, got \(4,\)"
     ):
         he_normal_(torch.empty(4))
-    with pytest.raises(ValueError, match=r"scheme: expected one of .*, got 'kaiming'"):
+    with pytest.raises(ValueError, match=r"scheme: must be one of .*, got 'kaiming'"):
         init_weights(nn.Linear(2, 2), "kaiming")

@@ -36,7 +36,7 @@ def test_provider_values_are_checked(value: float, match: str) -> None:
 def test_argument_checks() -> None:
     with pytest.raises(ValueError, match="total_steps: must be an integer >= 2, got True"):
         resolve_total_steps(True)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="interval: expected one of"):
+    with pytest.raises(ValueError, match="interval: must be one of"):
         check_interval("batch")
     with pytest.raises(ValueError, match="x: must be a finite number > 0, got nan"):
         check_positive("x", float("nan"))

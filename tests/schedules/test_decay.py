@@ -100,12 +100,15 @@ def test_lr_scale_and_resume(make: Callable[[torch.optim.Optimizer], LRScheduler
         (lambda opt: PowerDecay(opt, s=-3), "s: must be"),
         (lambda opt: PowerDecay(opt, s=10, c=0), "c: must be"),
         (lambda opt: ExponentialDecay(opt, s=0.0), "s: must be a finite number > 0, got 0.0"),
-        (lambda opt: ExponentialDecay(opt, s=20, interval="batch"), "interval: expected one of"),
+        (lambda opt: ExponentialDecay(opt, s=20, interval="batch"), "interval: must be one of"),
         (lambda opt: PiecewiseConstant(opt, [15, 5], [0.1, 0.2, 0.3]), r"boundaries: must be strictly increasing"),
         (lambda opt: PiecewiseConstant(opt, [5, 5], [0.1, 0.2, 0.3]), r"boundaries: must be strictly increasing"),
-        (lambda opt: PiecewiseConstant(opt, [0, 5], [0.1, 0.2, 0.3]), r"boundaries: must be integers > 0"),
+        (
+            lambda opt: PiecewiseConstant(opt, [0, 5], [0.1, 0.2, 0.3]),
+            r"boundaries: must be a sequence of integers >= 1, got \[0, 5\]",
+        ),
         (lambda opt: PiecewiseConstant(opt, [5, 15], [0.1, 0.2]), r"values: need len\(boundaries\) \+ 1 = 3"),
-        (lambda opt: PiecewiseConstant(opt, [5], [0.1, -0.2]), "values: rates must be"),
+        (lambda opt: PiecewiseConstant(opt, [5], [0.1, -0.2]), r"values\[1\]: must be a finite number >= 0, got -0.2"),
     ],
 )
 def test_bad_arguments_raise(build: Callable[[torch.optim.Optimizer], LRScheduler], match: str) -> None:

@@ -52,13 +52,13 @@ def test_matches_keras(metrics: list[float], patience: int, factor: float) -> No
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"factor": 1.0}, r"factor: must lie in \(0, 1\), got 1.0"),
+        ({"factor": 1.0}, r"factor: must be a number in \(0, 1\), got 1.0"),
         ({"factor": 0.0}, "factor"),
-        ({"patience": -1}, "patience: must be >= 0, got -1"),
+        ({"patience": -1}, "patience: must be an integer >= 0, got -1"),
         ({"min_delta": -0.1}, "min_delta"),
         ({"cooldown": -2}, "cooldown"),
         ({"min_lr": -1e-3}, "min_lr"),
-        ({"mode": "lowest"}, "mode: expected one of"),
+        ({"mode": "lowest"}, "mode: must be one of"),
         ({"monitor": ""}, "monitor: must name a logged metric"),
     ],
 )

@@ -46,5 +46,5 @@ def test_mc_sampled_members_pool_their_samples():
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="models: expected a non-empty list"):
         Ensemble([])
-    with pytest.raises(ValueError, match="mc_samples: must be a non-negative integer, got -1"):
+    with pytest.raises(ValueError, match="mc_samples: must be an integer >= 0, got -1"):
         Ensemble(_members()).predict(_x(), mc_samples=-1)

@@ -183,7 +183,7 @@ def test_errors_name_the_argument():
         mc_predict(model, _x())
     with pytest.raises(ValueError, match="no stochastic dropout"):
         mc_predict(nn.Linear(6, 3), _x(), enable_dropout=True)
-    with pytest.raises(ValueError, match="samples: must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="samples: must be an integer >= 1, got 0"):
         mc_predict(model, _x(), samples=0, enable_dropout=True)
     with pytest.raises(ValueError, match="seed"):
         mc_predict(model, _x(), seed=-1, enable_dropout=True)

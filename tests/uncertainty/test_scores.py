@@ -18,7 +18,7 @@ def test_named_scores():
     assert uncertainty_score(pred, "std").item() == pytest.approx(0.3)
     assert uncertainty_score(pred, "mutual_info") is pred.mutual_info
     assert uncertainty_score(pred.probs, "entropy").item() == pytest.approx(-0.6 * math.log(0.6) - 0.4 * math.log(0.4))
-    with pytest.raises(ValueError, match="name: expected one of"):
+    with pytest.raises(ValueError, match="name: must be one of"):
         uncertainty_score(pred, "margin")
     with pytest.raises(ValueError, match="needs an MCPrediction"):
         uncertainty_score(pred.probs, "mutual_info")

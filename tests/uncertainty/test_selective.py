@@ -72,9 +72,9 @@ def test_fpr_at_tpr_against_numpy():
 
 def test_errors_name_the_argument():
     probs, targets = _data(n=10)
-    with pytest.raises(ValueError, match="n_bins: must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="n_bins: must be an integer >= 1, got 0"):
         adaptive_calibration_error(probs, targets, 0)
     with pytest.raises(ValueError, match=r"scores: expected shape \(10,\)"):
         aurc(probs, targets, torch.zeros(3))
-    with pytest.raises(ValueError, match="tpr: must be in"):
+    with pytest.raises(ValueError, match=r"tpr: must be a number in \(0, 1\]"):
         fpr_at_tpr(torch.zeros(2), torch.ones(2), 1.5)

@@ -53,7 +53,7 @@ def test_binary_logits_and_errors():
     z = 5 * torch.randn(500, generator=g)
     y = (torch.rand(500, generator=g) < torch.sigmoid(z / 5)).long()
     assert temperature_from_logits(z, y) == pytest.approx(5, rel=0.3)
-    with pytest.raises(ValueError, match="temperature: must be a positive finite number, got 0"):
+    with pytest.raises(ValueError, match="temperature: must be a finite number > 0, got 0"):
         Temperature(0)
     with pytest.raises(ValueError, match="data: expected a DataLoader or a tuple"):
         fit_temperature(nn.Linear(2, 2), torch.zeros(3, 2))
