@@ -55,7 +55,7 @@ EXEMPT: dict[tuple[str, str, str], str] = {
 
 #: (target, argument) whose checks live in files another change is editing (lit_deep/data/datamodule.py):
 #: the strict xfail flips when FashionMNISTDataModule.__init__ calls check_path("data_dir", data_dir, optional=True).
-PENDING: set[tuple[str, str]] = {("FashionMNISTDataModule", "data_dir")}
+PENDING: set[tuple[str, str]] = set()
 
 
 def _kind(hint: Any, name: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.strategies import DDPStrategy, ParallelStrategy
 from torch.nn.parallel import DistributedDataParallel
 
+from lit_deep._validate import check_int, check_positive
 from lit_deep.callbacks.select import as_patterns
 
 __all__ = ["Milestones", "check_strategy", "lr_factors", "milestones", "rewrap_ddp"]
@@ -20,9 +20,7 @@ Milestones = Mapping[int, str | Sequence[str]]
 
 
 def _check_epoch(epoch: Any, argument: str) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"{argument}: epochs must be integers >= 0, got {epoch!r}")
-    return epoch
+    return check_int(argument, epoch, minimum=0)
 
 
 def milestones(unfreeze_at_epoch: int | Milestones | None, modules: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
@@ -50,10 +48,8 @@ def milestones(unfreeze_at_epoch: int | Milestones | None, modules: tuple[str, .
     return {epoch: as_patterns(names, "unfreeze_at_epoch") for epoch, names in items}
 
 
-def _check_factor(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"lr_factor: {where}must be a finite number > 0, got {value!r}")
-    return float(value)
+def _check_factor(value: Any, epoch: int | None = None) -> float:
+    return check_positive("lr_factor" if epoch is None else f"lr_factor[{epoch}]", value)
 
 
 def lr_factors(lr_factor: float | Mapping[int, float], epochs: Sequence[int]) -> dict[int, float]:
@@ -69,16 +65,13 @@ def lr_factors(lr_factor: float | Mapping[int, float], epochs: Sequence[int]) ->
         ({4: 0.1, 8: 0.1}, {4: 0.1, 8: 0.01})
     """
     if not isinstance(lr_factor, Mapping):
-        factor = _check_factor(lr_factor, "")
+        factor = _check_factor(lr_factor)
         return dict.fromkeys(epochs, factor)
     if not epochs:
         raise ValueError(
             f"lr_factor: a factor per milestone ({dict(lr_factor)!r}) needs milestones, but unfreeze_at_epoch is None"
         )
-    factors = {
-        _check_epoch(epoch, "lr_factor"): _check_factor(value, f"the factor for epoch {epoch} ")
-        for epoch, value in lr_factor.items()
-    }
+    factors = {_check_epoch(epoch, "lr_factor"): _check_factor(value, epoch) for epoch, value in lr_factor.items()}
     unknown = sorted(set(factors) - set(epochs))
     if unknown:
         raise ValueError(f"lr_factor: epochs {unknown} are not milestones of unfreeze_at_epoch (epochs {list(epochs)})")

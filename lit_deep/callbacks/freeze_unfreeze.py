@@ -12,6 +12,7 @@ from torch import nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from lit_deep._validate import check_choice
 from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
 from lit_deep.callbacks.contract import TrainableModule, root_module
 from lit_deep.callbacks.select import BATCH_NORMS, as_patterns, matches, select_parameters
@@ -111,8 +112,7 @@ class FreezeUnfreeze(Callback):
         self.milestones = milestones(unfreeze_at_epoch, self.modules)
         #: ``{milestone epoch: factor}``: what ``lr_factor`` means for each milestone (read when it is applied).
         self.lr_factors = lr_factors(lr_factor, list(self.milestones))
-        if bn not in _BN_MODES:
-            raise ValueError(f"bn: expected one of {_BN_MODES}, got {bn!r}")
+        check_choice("bn", bn, _BN_MODES)
         self.bn = bn
         self._frozen: dict[
             str, nn.Parameter

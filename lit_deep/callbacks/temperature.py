@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lit_deep._validate import check_int
 from lit_deep.uncertainty.temperature import TemperatureScaled, logits_and_targets, temperature_from_logits
 
 __all__ = ["TemperatureScaling"]
@@ -55,8 +56,7 @@ class TemperatureScaling(Callback):
     """
 
     def __init__(self, max_iter: int = 100, verbose: bool = True) -> None:
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter: must be a positive integer, got {max_iter!r}")
+        check_int("max_iter", max_iter, minimum=1)
         self.max_iter = max_iter
         self.verbose = verbose
         self.temperature: float | None = None

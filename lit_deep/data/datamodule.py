@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lit_deep._validate import check_bool, check_choice, check_int, check_path
 from lit_deep.data._batches import DistributedBatchSampler, ResumableLoader, TensorBatches
 from lit_deep.data._rng import get_rng_state, set_rng_state
 from lit_deep.data.augment import RandomShiftFlip
@@ -23,16 +24,6 @@ _TRAIN_SIZE = 60_000
 # Near-constant border pixels have a per-pixel std of ~4e-4; dividing by it would turn one grey level into
 # thousands of standard deviations. The std is floored at one grey level (1/255).
 _STD_FLOOR = 1.0 / 255.0
-
-
-def _check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
-    """A ValueError naming the argument unless ``value`` is an int (not a bool) in ``minimum..maximum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: must be an integer, got {value!r} ({type(value).__name__})")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        bound = "non-negative" if maximum is None and minimum == 0 else bound
-        raise ValueError(f"{name}: must be {bound}, got {value}")
 
 
 class FashionMNISTDataModule(pl.LightningDataModule):
@@ -110,8 +101,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         train_size: int | None = None,
     ) -> None:
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
+        check_path("data_dir", data_dir, optional=True)
+        check_choice("task", task, TASKS)
         if isinstance(b_classes, (str, bytes)) or not isinstance(b_classes, Sequence):
             raise ValueError(f"b_classes: expected two class indices in 0..9, got {b_classes!r}")
         b_classes = tuple(b_classes)
@@ -120,17 +111,15 @@ class FashionMNISTDataModule(pl.LightningDataModule):
             raise ValueError(f"b_classes: expected two class indices in 0..9, got {b_classes!r}")
         if b_classes[0] == b_classes[1]:
             raise ValueError(f"b_classes: the two classes overlap, got {b_classes!r}")
-        _check_int("batch_size", batch_size, 1)
-        _check_int("eval_batch_size", eval_batch_size, 1)
-        _check_int("val_size", val_size, 1, _TRAIN_SIZE - 1)
-        if train_size is not None:
-            _check_int("train_size", train_size, 1)
-        _check_int("b_train_size", b_train_size, 1)
-        _check_int("max_shift", max_shift, 0)
-        _check_int("seed", seed, 0)
-        for name, flag in (("standardize", standardize), ("augment", augment)):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name}: must be true or false, got {flag!r}")
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("eval_batch_size", eval_batch_size, minimum=1)
+        check_int("val_size", val_size, 1, _TRAIN_SIZE - 1)
+        check_int("train_size", train_size, minimum=1, optional=True)
+        check_int("b_train_size", b_train_size, minimum=1)
+        check_int("max_shift", max_shift, minimum=0)
+        check_int("seed", seed, minimum=0)
+        check_bool("standardize", standardize)
+        check_bool("augment", augment)
         self.save_hyperparameters()
         self.data_dir = data_dir
         self.task = task

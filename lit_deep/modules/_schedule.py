@@ -9,6 +9,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau as TorchPlateau
 
+from lit_deep._validate import check_choice
 from lit_deep.schedules.base import INTERVALS, ScheduleFactory, default_total_steps
 
 if TYPE_CHECKING:
@@ -86,6 +87,5 @@ def lightning_scheduler_config(
     if isinstance(scheduler, TorchPlateau):
         return {"scheduler": scheduler, "interval": "epoch", "monitor": getattr(scheduler, "monitor", "val_loss")}
     interval = getattr(scheduler, "interval", "epoch")
-    if interval not in INTERVALS:
-        raise ValueError(f"schedule: interval must be one of {INTERVALS}, got {interval!r}")
+    check_choice("schedule.interval", interval, INTERVALS)
     return {"scheduler": scheduler, "interval": interval}

@@ -11,10 +11,10 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from lit_deep._validate import check_non_negative
+from lit_deep._validate import check_int, check_non_negative, check_seed
 from lit_deep.modules._optim import OptimizerName, penalised_weights
 from lit_deep.modules.base import LitDeepModule, Stage
-from lit_deep.modules.mc_predictor import MCPredictor
+from lit_deep.modules.mc_predictor import MCPredictor, settle_seed
 from lit_deep.schedules import ScheduleFactory
 from lit_deep.uncertainty import MCPrediction
 
@@ -92,8 +92,8 @@ class Classifier(LitDeepModule):
         mc_seed: int | None = None,
     ) -> None:
         self_l1, self_l2 = check_non_negative("l1", l1), check_non_negative("l2", l2)
-        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
-            raise ValueError(f"mc_samples: must be a non-negative integer, got {mc_samples!r}")
+        check_int("mc_samples", mc_samples, minimum=0)
+        check_seed("mc_seed", mc_seed)
         super().__init__(model, optimizer, lr, weight_decay, schedule, optimizer_kwargs)
         self.l1, self.l2 = self_l1, self_l2
         self.class_names = class_names
@@ -105,6 +105,7 @@ class Classifier(LitDeepModule):
             self.predict_step = self.mc_predict_step  # type: ignore[method-assign,assignment]
         self._test_batches: list[torch.Tensor] | None = None
         self._test_seen = 0
+        self._test_seed = 0
         outputs = _num_outputs(self.model)
         self.num_outputs = outputs if outputs is not None else 0
         self.binary = self.num_outputs == 1
@@ -238,8 +239,8 @@ class Classifier(LitDeepModule):
         else:
             indices = torch.arange(self._test_seen, self._test_seen + x.shape[0])
         self._test_seen += x.shape[0]
-        seed = self.hparams.get("mc_seed") or 0
-        probs = mc_predict(self.model, x, self.mc_samples, seed=seed, enable_dropout=True, indices=indices).probs
+        probs = mc_predict(self.model, x, self.mc_samples, seed=self._test_seed, enable_dropout=True, indices=indices)
+        probs = probs.probs.to(y.device)  # the labels' device: scores are compared where the batch lives
         nll = -probs.gather(1, y[:, None]).clamp_min(1e-12).log().squeeze(1)
         acc: Metric = self.test_acc  # type: ignore[assignment]  # set with setattr in __init__
         mean_nll: Metric = self.test_nll  # type: ignore[assignment]
@@ -251,6 +252,9 @@ class Classifier(LitDeepModule):
     def on_test_start(self) -> None:
         """MC test scoring: read the test batches' dataset indices (they seed each image's dropout masks).
 
+        ``mc_seed=None`` draws one seed per test run (from the operating system: the generators are left alone), on
+        rank 0, shared with every rank.
+
         Only from a sampler that iterates in a fixed order: drawing a shuffling sampler's order here would not
         give the order the loop then draws (and would consume random numbers). A shuffled test loader seeds
         by position in the loop instead.
@@ -261,6 +265,7 @@ class Classifier(LitDeepModule):
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         self._test_batches = index_batches(first) if self.mc_samples and not shuffles(first) else None
         self._test_seen = 0
+        self._test_seed = settle_seed(self.hparams.get("mc_seed"), self.trainer)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)`` (``mc_predict_step`` if ``mc_samples``)."""

@@ -16,6 +16,7 @@ in dataset order, on every rank. Under DDP every rank must have at least one bat
 from __future__ import annotations
 
 import copy
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,10 +25,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
+from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty.predict import mc_predict
 from lit_deep.uncertainty.prediction import MCPrediction
 
-__all__ = ["MCPredictor", "index_batches", "shuffles"]
+__all__ = ["MCPredictor", "index_batches", "settle_seed", "shuffles"]
 
 
 def _as_indices(item: Any) -> torch.Tensor:
@@ -93,6 +95,20 @@ def _all_gather(module: pl.LightningModule, tensor: torch.Tensor) -> torch.Tenso
     return gathered.cpu()
 
 
+def settle_seed(seed: int | None, trainer: pl.Trainer) -> int:
+    """``seed``, or when it is ``None`` one drawn on rank 0 from the operating system and shared with every rank.
+
+    The draw uses :mod:`secrets`, so torch's, NumPy's and Python's generators are left where they were.
+
+    Example::
+
+        >>> settle_seed(7, pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False))
+        7
+    """
+    drawn = seed if seed is not None else secrets.randbits(62)
+    return int(trainer.strategy.broadcast(drawn, src=0))
+
+
 class MCPredictor:
     """The state of one MC-dropout ``trainer.predict`` run (see the module docs).
 
@@ -108,10 +124,8 @@ class MCPredictor:
     """
 
     def __init__(self, samples: int, seed: int | None = None, batch_size: int = 256) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"mc_samples: must be a positive integer, got {samples!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"mc_seed: must be None or a non-negative integer, got {seed!r}")
+        check_int("mc_samples", samples, minimum=1)
+        check_seed("mc_seed", seed)
         self.samples = samples
         self.seed = seed
         self.batch_size = batch_size
@@ -123,8 +137,7 @@ class MCPredictor:
 
     def start(self, trainer: pl.Trainer) -> None:
         """Read the batches' dataset indices and settle the seed (call at ``on_predict_start``)."""
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()))
-        self._seed = int(trainer.strategy.broadcast(seed, src=0))
+        self._seed = settle_seed(self.seed, trainer)
         self._batches = [index_batches(loader) for loader in _loaders(trainer)]
         if trainer.world_size > 1 and any(b is None for b in self._batches):
             raise ValueError(

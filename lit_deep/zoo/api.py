@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
+from lit_deep._validate import check_int
 from lit_deep.models import BackboneHead, DescriptionError, build, transfer
 from lit_deep.zoo._format import model_description, read_config, zoo_description
 from lit_deep.zoo._hub import Fetched, _info, evict, fetch
@@ -217,12 +218,9 @@ def load(
         >>> load("mlp.fmnist", num_classes=0)
         Traceback (most recent call last):
         ...
-        ValueError: num_classes: must be a positive integer or None, got 0
+        ValueError: num_classes: must be None or an integer >= 1, got 0
     """
-    if num_classes is not None and (
-        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-    ):
-        raise ValueError(f"num_classes: must be a positive integer or None, got {num_classes!r}")
+    check_int("num_classes", num_classes, minimum=1, optional=True)
     ref, rev = _resolve(name, revision, namespace)
     fetched = download(name, revision=rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
     pinned = ref.entry is not None and rev == ref.entry.revision and sha256 is None

@@ -183,19 +183,19 @@ def test_dataloader_before_setup(tiny_fmnist):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"task": "C"}, r"task: expected one of \('full', 'A', 'B'\), got 'C'"),
+        ({"task": "C"}, r"task: must be one of \('full', 'A', 'B'\), got 'C'"),
         ({"b_classes": (5, 5)}, r"b_classes: the two classes overlap, got \(5, 5\)"),
         ({"b_classes": (5, 10)}, r"b_classes: expected two class indices in 0..9, got \(5, 10\)"),
         ({"b_classes": (-1, 5)}, r"b_classes: expected two class indices in 0..9, got \(-1, 5\)"),
         ({"b_classes": (1, 2, 3)}, r"b_classes: expected two class indices in 0..9, got \(1, 2, 3\)"),
         ({"b_classes": ("5", 6)}, r"b_classes: expected two class indices in 0..9, got \('5', 6\)"),
-        ({"batch_size": 0}, r"batch_size: must be at least 1, got 0"),
-        ({"eval_batch_size": -1}, r"eval_batch_size: must be at least 1, got -1"),
-        ({"val_size": 0}, r"val_size: must be between 1 and 59999, got 0"),
-        ({"val_size": 60_000}, r"val_size: must be between 1 and 59999, got 60000"),
-        ({"b_train_size": 0}, r"b_train_size: must be at least 1, got 0"),
-        ({"train_size": 0}, r"train_size: must be at least 1, got 0"),
-        ({"max_shift": -1}, r"max_shift: must be non-negative, got -1"),
+        ({"batch_size": 0}, r"batch_size: must be an integer >= 1, got 0"),
+        ({"eval_batch_size": -1}, r"eval_batch_size: must be an integer >= 1, got -1"),
+        ({"val_size": 0}, r"val_size: must be an integer in \[1, 59999\], got 0"),
+        ({"val_size": 60_000}, r"val_size: must be an integer in \[1, 59999\], got 60000"),
+        ({"b_train_size": 0}, r"b_train_size: must be an integer >= 1, got 0"),
+        ({"train_size": 0}, r"train_size: must be None or an integer >= 1, got 0"),
+        ({"max_shift": -1}, r"max_shift: must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_arguments(tiny_fmnist, kwargs, message):

@@ -49,7 +49,7 @@ def test_plain_predict_is_unchanged_and_bad_arguments_raise(make_fmnist):
     dm = FashionMNISTDataModule(str(make_fmnist(n_test=12).path), val_size=10, eval_batch_size=5)
     batches = _trainer(devices=1).predict(Classifier(_model()), dm)
     assert [b.shape for b in batches] == [(5, 10), (5, 10), (2, 10)]
-    with pytest.raises(ValueError, match="mc_samples: must be a non-negative integer, got -1"):
+    with pytest.raises(ValueError, match="mc_samples: must be an integer >= 0, got -1"):
         Classifier(_model(), mc_samples=-1)
     with pytest.raises(ValueError, match="mc_seed"):
         Classifier(_model(), mc_samples=2, mc_seed=-5)

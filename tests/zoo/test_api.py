@@ -25,7 +25,7 @@ def test_unknown_name_lists_close_matches() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, 2.0, True])
 def test_num_classes_must_be_a_positive_integer(bad: object) -> None:
-    with pytest.raises(ValueError, match="num_classes: must be a positive integer or None"):
+    with pytest.raises(ValueError, match="num_classes: must be None or an integer >= 1"):
         zoo.load("mlp.fmnist", num_classes=bad)  # type: ignore[arg-type]
 
 

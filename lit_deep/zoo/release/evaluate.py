@@ -32,7 +32,7 @@ def load_test_split(task: str, data_dir: str | None = None, **task_args: object)
         >>> load_test_split("C")
         Traceback (most recent call last):
         ...
-        ValueError: task: expected one of ('full', 'A', 'B'), got 'C'
+        ValueError: task: must be one of ('full', 'A', 'B'), got 'C'
     """
     from lit_deep.data import FashionMNISTDataModule
 
