@@ -219,7 +219,7 @@ def _run_extra(verb: str, argv: list[str]) -> int:
 
 # Errors whose message tells the user what to fix: one line and exit code 2 (``--debug`` shows the traceback).
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
-_DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO}
 
 
 def parse_error_line(message: str) -> str:

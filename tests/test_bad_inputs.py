@@ -12,6 +12,7 @@ import errno
 import gzip
 import struct
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ def _full_disk_at_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("lit_deep.plugins.torch.save", no_space)
+
+
+def _refusing_mkstemp(folder: Path, real: Callable[..., tuple[int, str]]) -> Callable[..., tuple[int, str]]:
+    def read_only(*a: Any, dir: Any = None, **k: Any) -> tuple[int, str]:
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(*a, dir=dir, **k)
+
+    return read_only
 
 
 def _full_disk_at_results(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,10 +258,8 @@ def _substitute(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             folder = tmp_path / "read-only"
             folder.mkdir()
 
-            def read_only(self: Path, *a: Any, **k: Any) -> None:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-
-            monkeypatch.setattr(Path, "write_bytes", read_only)  # root ignores chmod: inject the refusal
+            # root ignores chmod: inject the refusal
+            monkeypatch.setattr(tempfile, "mkstemp", _refusing_mkstemp(folder, tempfile.mkstemp))
             out += ["--trainer.default_root_dir", str(folder)]
         elif arg == "<full-disk-checkpoint>":
             _full_disk_at_checkpoint(monkeypatch)

@@ -185,4 +185,4 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compress: bool
     data = encode_idx(tensor)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, data)

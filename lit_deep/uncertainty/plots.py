@@ -12,6 +12,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lit_deep._io import save_figure
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked, expected_calibration_error
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.selective import aurc, risk_coverage_curve
@@ -89,7 +90,7 @@ def reliability_diagram(
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, format="png", dpi=100)
+        save_figure(fig, path, format="png", dpi=100)  # atomic, no symlink followed
     return fig
 
 
@@ -215,5 +216,5 @@ def uncertainty_histogram(
     ax.legend()
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, format="png", dpi=100)
+        save_figure(fig, path, format="png", dpi=100)  # atomic, no symlink followed
     return fig
