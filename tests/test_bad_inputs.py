@@ -118,6 +118,12 @@ CASES = [
     pytest.param(
         CLI, ["--model.init_args.model.init_args.dropout=-0.5"], "dropout: every rate must be in [0, 1)", id="dropout"
     ),
+    pytest.param(
+        CLI,
+        ["--model.init_args.model.init_args.hidden=[200000,200000]"],
+        "hidden: a 200000 x 200000 layer is 4.0e10 parameters, more than the 2.1e9 limit (MAX_PARAMETERS)",
+        id="hidden-huge",
+    ),
     pytest.param(CLI, ["--data.init_args.batch_size=0"], "batch_size: must be at least 1, got 0", id="batch-0"),
     pytest.param(
         CLI,

@@ -18,6 +18,7 @@ from lit_deep.models._base import (
     Activation,
     BackboneHead,
     DropoutKind,
+    check_parameter_count,
     flat_size,
     make_activation,
     make_dropout,
@@ -104,8 +105,13 @@ class MLP(BackboneHead):
             raise ValueError(f"num_classes: must be a positive integer, got {num_classes!r}")
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         rates = _dropout_rates(dropout, len(hidden) + 1)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
         in_features = flat_size(tuple(input_shape))
+        widths = [in_features, *hidden]
+        check_parameter_count(  # arithmetic, before any layer is allocated
+            [("hidden", a, b, a * b + b) for a, b in zip(widths, hidden, strict=False)]
+            + [("num_classes", widths[-1], num_classes, widths[-1] * num_classes + num_classes)]
+        )
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
         layers: list[nn.Module] = [nn.Flatten()]
         if input_batch_norm:
             layers.append(nn.BatchNorm1d(in_features, eps=BN_EPS, momentum=BN_MOMENTUM))
