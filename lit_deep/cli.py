@@ -219,7 +219,7 @@ def _run_extra(verb: str, argv: list[str]) -> int:
 
 # Errors whose message tells the user what to fix: one line and exit code 2 (``--debug`` shows the traceback).
 _USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError)
-_DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO}
 
 
 #: The Python API's words (lit_deep._validate) for the types jsonargparse names.
@@ -292,6 +292,147 @@ def _disk_error(err: BaseException | None) -> bool:
     return isinstance(err, OSError) and err.errno in _DISK_ERRNOS and not isinstance(err, FileNotFoundError)
 
 
+#: The largest YAML file ``lit-deep`` reads (a recipe is a few KB).
+MAX_YAML_BYTES = 1 << 20
+
+#: The most YAML nodes a file or value may expand to, counting each alias as a copy of what it names: a
+#: 236-byte "billion laughs" file (nested ``&a [*b, *b, ...]`` anchors) otherwise costs jsonargparse 48 s and
+#: 731 MB. The largest recipe has a few hundred nodes.
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_nodes(root: Any, limit: int) -> int:
+    """Nodes of a composed YAML document with every alias expanded, counting stopped just past ``limit``."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:  # a recursive anchor expands forever
+            return limit + 1
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def check_yaml_text(text: str, source: str) -> None:
+    r"""Refuse YAML whose aliases expand past :data:`MAX_YAML_NODES` nodes, before jsonargparse loads it.
+
+    Args:
+        text: the YAML.
+        source: what it is, for the message (``--config bomb.yaml``).
+
+    Raises:
+        ValueError: one line naming ``source``.
+
+    Example::
+
+        >>> laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        ...     f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcde", "bcdef")
+        ... )
+        >>> try:
+        ...     check_yaml_text(laughs, "--config bomb.yaml")
+        ... except ValueError as err:
+        ...     print(err)
+        --config bomb.yaml: its aliases expand to more than 100000 YAML nodes; refusing to load it
+        >>> check_yaml_text("model:\n  hidden: [300, 100]\n", "--config ok.yaml")
+    """
+    import yaml
+
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    total = 0
+    try:
+        loader = loader_class(text)
+        try:
+            while loader.check_node():
+                total += _expanded_nodes(loader.get_node(), MAX_YAML_NODES - total)
+                if total > MAX_YAML_NODES:
+                    break
+        finally:
+            loader.dispose()
+    except yaml.YAMLError:
+        return  # not YAML: jsonargparse reports it
+    except RecursionError:
+        raise ValueError(f"{source}: nested too deeply; refusing to load it") from None
+    if total > MAX_YAML_NODES:
+        raise ValueError(f"{source}: its aliases expand to more than {MAX_YAML_NODES} YAML nodes; refusing to load it")
+
+
+def check_yaml_file(path: str, source: str) -> None:
+    """:func:`check_yaml_text` for a file, also refused when larger than :data:`MAX_YAML_BYTES`.
+
+    Example::
+
+        >>> check_yaml_file("recipes/baseline.yaml", "--config recipes/baseline.yaml")
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return  # missing: jsonargparse names it
+    if size > MAX_YAML_BYTES:
+        raise ValueError(f"{source}: {size} bytes, larger than the {MAX_YAML_BYTES}-byte limit for a YAML file")
+    with open(path, "rb") as handle:
+        text = handle.read(MAX_YAML_BYTES + 1).decode("utf-8", errors="replace")
+    check_yaml_text(text, source)
+
+
+def check_yaml_args(args: Sequence[str]) -> None:
+    """Check the YAML in ``args`` before jsonargparse parses any of it.
+
+    That is every ``--config`` file, every other value naming a ``.yaml``/``.yml``/``.json`` file, and every
+    inline value with a YAML alias (``*``); any value is refused above :data:`MAX_YAML_BYTES`.
+
+    Raises:
+        ValueError: one line naming the argument (and the file).
+
+    Example::
+
+        >>> check_yaml_args(["fit", "--config", "recipes/baseline.yaml", "--trainer.max_epochs=1"])
+        >>> try:
+        ...     check_yaml_args(["fit", "--model.init_args.hidden=" + "a" * 2_000_000])
+        ... except ValueError as err:
+        ...     print(str(err)[:60])
+        --model.init_args.hidden: 2000000 bytes, larger than the 104
+    """
+    option: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            if "=" not in arg:
+                option = arg  # its value, if any, is the next argument
+                continue
+            option, value = arg.split("=", 1)
+        elif option is None:
+            continue  # a verb
+        else:
+            value = arg
+        is_file = value.lower().endswith((".yaml", ".yml", ".json")) and os.path.isfile(value)
+        if option in ("--config", "-c") or is_file:
+            check_yaml_file(value, f"{option} {value}")
+        elif len(value) > MAX_YAML_BYTES:
+            raise ValueError(f"{option}: {len(value)} bytes, larger than the {MAX_YAML_BYTES}-byte limit")
+        elif "*" in value:  # only an alias can expand
+            check_yaml_text(value, option)
+        option = None
+
+
 def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("LIT_DEEP_DEBUG", "").strip() not in ("", "0")
 
@@ -335,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: list[str]) -> int:
     if args and args[0] in COMMANDS:
         return _run_extra(args[0], args[1:])
+    check_yaml_args(args)  # before jsonargparse expands a YAML alias bomb
     if args and args[0] in ("-h", "--help") and COMMANDS:
         print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
     with warnings.catch_warnings():

@@ -12,6 +12,7 @@ import errno
 import gzip
 import struct
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,15 @@ def _full_disk_at_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("lit_deep.plugins.torch.save", no_space)
+
+
+def _refusing_mkstemp(folder: Path, real: Callable[..., tuple[int, str]]) -> Callable[..., tuple[int, str]]:
+    def read_only(*a: Any, dir: Any = None, **k: Any) -> tuple[int, str]:
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real(*a, dir=dir, **k)
+
+    return read_only
 
 
 def _full_disk_at_results(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,6 +132,12 @@ CASES = [
     pytest.param(CLI, ["--data.init_args.batch_size=0"], "batch_size: must be an integer >= 1, got 0", id="batch-0"),
     pytest.param(
         CLI,
+        ["--model.init_args.model.init_args.hidden=[200000,200000]"],
+        "hidden: a 200000 x 200000 layer is 4.0e10 parameters, more than the 2.1e9 limit (MAX_PARAMETERS)",
+        id="hidden-huge",
+    ),
+    pytest.param(
+        CLI,
         ["--data.init_args.batch_size=2.5"],
         "--data.init_args.batch_size: must be an integer, got 2.5",
         id="batch-2.5",
@@ -196,9 +212,7 @@ CASES = [
     ),
     pytest.param(API, _dm(batch_size=2.5), "batch_size: must be an integer >= 1, got 2.5", id="api-batch-float"),
     pytest.param(API, _dm(val_size=2.5), "val_size: must be an integer in [1, 59999], got 2.5", id="api-val-float"),
-    pytest.param(
-        API, _dm(eval_batch_size="8"), "eval_batch_size: must be an integer >= 1, got '8'", id="api-eval-str"
-    ),
+    pytest.param(API, _dm(eval_batch_size="8"), "eval_batch_size: must be an integer >= 1, got '8'", id="api-eval-str"),
     pytest.param(API, _dm(b_classes="56"), "b_classes: expected two class indices in 0..9, got '56'", id="api-b-str"),
     pytest.param(API, _dm(seed=-1), "seed: must be an integer >= 0, got -1", id="api-seed"),
     pytest.param(API, _dm(standardize="yes"), "standardize: must be True or False, got 'yes'", id="api-standardize"),
@@ -303,10 +317,8 @@ def _substitute(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             folder = tmp_path / "read-only"
             folder.mkdir()
 
-            def read_only(self: Path, *a: Any, **k: Any) -> None:
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-
-            monkeypatch.setattr(Path, "write_bytes", read_only)  # root ignores chmod: inject the refusal
+            # root ignores chmod: inject the refusal
+            monkeypatch.setattr(tempfile, "mkstemp", _refusing_mkstemp(folder, tempfile.mkstemp))
             out += ["--trainer.default_root_dir", str(folder)]
         elif arg == "<full-disk-checkpoint>":
             _full_disk_at_checkpoint(monkeypatch)

@@ -131,3 +131,54 @@ def test_baseline_recipe_fast_dev_run_on_real_data(tmp_path, monkeypatch):
         ]
     )
     assert code in (0, None)
+
+
+_LAUGHS = "".join(
+    [
+        'a: &a ["x","x","x","x","x","x","x","x","x"]\n',
+        *(f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcde", "bcdef", strict=True)),
+        f"model: [{','.join(['*f'] * 9)}]\n",
+    ]
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path, capsys):
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_LAUGHS)
+    assert len(_LAUGHS) < 300
+    start = time.perf_counter()
+    assert main(["fit", "--config", str(bomb)]) == 2
+    assert time.perf_counter() - start < 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"lit-deep: error: --config {bomb}: its aliases expand to more than 100000 YAML nodes; refusing to load it "
+        "(--debug shows the traceback)\n"
+    )
+    inline = (
+        "{a: &a [1,1,1,1,1,1,1,1,1,1], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]"
+    )
+    inline += ", d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]}"
+    assert main(["fit", f"--model.init_args.hidden={inline}"]) == 2
+    assert "--model.init_args.hidden: its aliases expand to more than 100000 YAML nodes" in capsys.readouterr().err
+
+
+def test_a_huge_or_recursive_yaml_file_is_refused(tmp_path, capsys):
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    assert main(["fit", "-c", str(big)]) == 2
+    assert f"-c {big}: 2000000 bytes, larger than the 1048576-byte limit" in capsys.readouterr().err
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("model: &a [1, *a]\n")
+    assert main(["fit", "--config", str(loop)]) == 2
+    assert "its aliases expand to more than 100000" in capsys.readouterr().err
+
+
+def test_every_recipe_passes_the_yaml_check():
+    from lit_deep.cli import check_yaml_file
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+    assert len(recipes) > 40
+    for recipe in recipes:
+        check_yaml_file(str(recipe), f"--config {recipe}")

@@ -12,6 +12,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -51,17 +52,86 @@ class IDXError(ValueError):
     """An IDX file is truncated, corrupted or does not match what was expected."""
 
 
+#: Bytes inflated per step while reading a gzip-compressed IDX file.
+_STEP = 1 << 20
+
+
+def _read_exactly(stream: IO[bytes], count: int) -> bytes:
+    """Up to ``count`` bytes of ``stream``, in steps of at most ``_STEP`` (never one allocation of ``count``)."""
+    out = bytearray()
+    while len(out) < count:
+        piece = stream.read(min(_STEP, count - len(out)))
+        if not piece:
+            break
+        out += piece
+    return bytes(out)
+
+
+def _declared_size(head: bytes, source: str) -> int | None:
+    """Header plus data bytes the IDX header ``head`` declares; ``None`` while ``head`` is too short to tell."""
+    if len(head) < 4:
+        return None
+    ndim = head[3]
+    if len(head) < 4 + 4 * ndim or head[2] not in _CODE_TO_DTYPE:
+        return None  # parse_idx names the problem
+    dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
+    return 4 + 4 * ndim + math.prod(dims) * _CODE_TO_DTYPE[head[2]].itemsize
+
+
+def read_gzip_idx(stream: IO[bytes], source: str) -> bytes:
+    r"""The IDX bytes of a gzip stream, inflating no more than its header declares (plus one byte).
+
+    The header is read first; a stream holding more data than declared (a "gzip bomb" whose header says one
+    item) is refused after inflating one byte too many, and work and memory stay bounded by the declared size.
+
+    Args:
+        stream: the compressed file, open for binary reading.
+        source: a name for error messages.
+
+    Returns:
+        The uncompressed bytes (header and data), to give to :func:`parse_idx`.
+
+    Raises:
+        IDXError: naming ``source``, for a truncated or corrupted stream or more data than declared.
+
+    Example::
+
+        >>> import io
+        >>> bomb = gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 1]) + bytes(10**6))
+        >>> try:
+        ...     read_gzip_idx(io.BytesIO(bomb), "bomb.gz")
+        ... except IDXError as err:
+        ...     print(err)
+        bomb.gz: file is corrupted: dimensions (1,) need 1 data bytes, the gzip stream holds more
+    """
+    try:
+        with gzip.GzipFile(fileobj=stream, mode="rb") as inflated:
+            head = _read_exactly(inflated, 4)
+            if len(head) == 4:
+                head += _read_exactly(inflated, 4 * head[3])
+            declared = _declared_size(head, source)
+            if declared is None:
+                return head
+            data = head + _read_exactly(inflated, declared + 1 - len(head))
+    except (OSError, EOFError, zlib.error) as err:
+        raise IDXError(f"{source}: the gzip stream is truncated or corrupted ({err})") from err
+    if len(data) > declared:
+        ndim = head[3]
+        dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
+        raise IDXError(
+            f"{source}: file is corrupted: dimensions {dims} need {declared - len(head)} data bytes, "
+            "the gzip stream holds more"
+        )
+    return data
+
+
 def _read_bytes(path: Path) -> bytes:
     with open(path, "rb") as fh:
-        head = fh.read(2)
+        if fh.read(2) == b"\x1f\x8b":
+            fh.seek(0)
+            return read_gzip_idx(fh, str(path))
         fh.seek(0)
-        raw = fh.read()
-    if head == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as err:
-            raise IDXError(f"{path}: the gzip stream is truncated or corrupted ({err})") from err
-    return raw
+        return fh.read()
 
 
 def parse_idx(data: bytes, source: str = "<bytes>") -> torch.Tensor:
@@ -185,4 +255,4 @@ def write_idx(path: str | os.PathLike[str], tensor: torch.Tensor, compress: bool
     data = encode_idx(tensor)
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    atomic_write(path, lambda handle: handle.write(data))
+    atomic_write(path, data)

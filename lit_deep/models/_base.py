@@ -23,6 +23,8 @@ __all__ = [
     "Activation",
     "BackboneHead",
     "DropoutKind",
+    "MAX_PARAMETERS",
+    "check_parameter_count",
     "make_activation",
     "make_dropout",
     "new_head",
@@ -224,6 +226,53 @@ def seeded(seed: int | None) -> Iterator[torch.Generator | None]:
         return
     with torch.random.fork_rng(devices=[]):
         yield torch.Generator().manual_seed(seed)
+
+
+#: The most parameters a model built here may have (2**31, 8 GiB of float32 weights, before gradients and optimizer
+#: state): a typo such as ``hidden: [200000, 200000]`` (4e10 parameters) is refused before anything is allocated.
+MAX_PARAMETERS = 2**31
+
+
+def _sci(count: int) -> str:
+    """``count`` as ``4.0e10``."""
+    mantissa, exponent = f"{count:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def check_parameter_count(layers: list[tuple[str, int, int, int]]) -> int:
+    """Refuse, before allocation, a model whose layers hold more than :data:`MAX_PARAMETERS` parameters.
+
+    Args:
+        layers: ``(argument, fan_in, fan_out, parameters)`` of each weight layer; ``argument`` is the constructor
+            argument that sets its size, for the message.
+
+    Returns:
+        The total number of parameters of ``layers``.
+
+    Raises:
+        ValueError: naming the argument and the size of the first layer past the limit, or the total.
+
+    Example::
+
+        >>> check_parameter_count([("hidden", 784, 300, 784 * 300 + 300)])
+        235500
+        >>> check_parameter_count([("hidden", 784, 200_000, 0), ("hidden", 200_000, 200_000, 200_000**2)])
+        Traceback (most recent call last):
+        ...
+        ValueError: hidden: a 200000 x 200000 layer is 4.0e10 parameters, more than the 2.1e9 limit (MAX_PARAMETERS)
+    """
+    total = 0
+    for argument, fan_in, fan_out, count in layers:
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"{argument}: a {fan_in} x {fan_out} layer is {_sci(count)} parameters, more than the "
+                f"{_sci(MAX_PARAMETERS)} limit (MAX_PARAMETERS)"
+            )
+        total += count
+    if total > MAX_PARAMETERS:
+        names = ", ".join(dict.fromkeys(argument for argument, *_ in layers))
+        raise ValueError(f"{names}: the model is {_sci(total)} parameters, more than the {_sci(MAX_PARAMETERS)} limit")
+    return total
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

@@ -16,6 +16,7 @@ from lit_deep.models._base import (
     Activation,
     BackboneHead,
     DropoutKind,
+    check_parameter_count,
     make_activation,
     make_dropout,
     new_head,
@@ -82,6 +83,18 @@ class CNN(BackboneHead):
         check_choice("dropout_kind", dropout_kind, DROPOUT_KINDS)
         check_choice("init", init, (None, *sorted(INIT_SCHEMES)))
         seed = check_seed("seed", seed)
+        in_ch, height, width = (int(s) for s in input_shape)
+        sizes, fan_in, h, w = [], in_ch, height, width  # arithmetic, before any layer is allocated
+        for out_ch in channels:
+            for _ in range(convs_per_block):
+                sizes.append(("channels", fan_in * 9, out_ch, fan_in * 9 * out_ch + out_ch))
+                fan_in = out_ch
+            h, w = h // 2, w // 2
+        flat = fan_in * max(h, 0) * max(w, 0)
+        if dense > 0:
+            sizes.append(("dense", flat, dense, flat * dense + dense))
+            flat = dense
+        check_parameter_count([*sizes, ("num_classes", flat, num_classes, flat * num_classes + num_classes)])
         with seeded(seed) as generator:
             in_ch, height, width = (int(s) for s in input_shape)
             layers: list[nn.Module] = []

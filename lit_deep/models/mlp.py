@@ -25,6 +25,7 @@ from lit_deep.models._base import (
     Activation,
     BackboneHead,
     DropoutKind,
+    check_parameter_count,
     flat_size,
     make_activation,
     make_dropout,
@@ -111,6 +112,12 @@ class MLP(BackboneHead):
         rates = _dropout_rates(dropout, len(hidden) + 1)
         leaky_slope = check_non_negative("leaky_slope", leaky_slope)
         seed = check_seed("seed", seed)
+        in_features = flat_size(tuple(input_shape))
+        widths = [in_features, *hidden]
+        check_parameter_count(  # arithmetic, before any layer is allocated
+            [("hidden", a, b, a * b + b) for a, b in zip(widths, hidden, strict=False)]
+            + [("num_classes", widths[-1], num_classes, widths[-1] * num_classes + num_classes)]
+        )
         with seeded(seed) as generator:
             in_features = flat_size(tuple(input_shape))
             layers: list[nn.Module] = [nn.Flatten()]

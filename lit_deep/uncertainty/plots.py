@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lit_deep._io import save_figure
 from lit_deep._validate import check_int
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked, expected_calibration_error
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -94,7 +95,7 @@ def reliability_diagram(
 def _finish(fig: Figure, path: str | Path | None) -> Figure:
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, format="png", dpi=100)
+        save_figure(fig, path, format="png", dpi=100)  # atomic, no symlink followed
     return fig
 
 
@@ -224,5 +225,5 @@ def uncertainty_histogram(
     ax.legend()
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, format="png", dpi=100)
+        save_figure(fig, path, format="png", dpi=100)  # atomic, no symlink followed
     return fig

@@ -17,7 +17,7 @@ from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
 from lit_deep.uncertainty._masks import IMAGE_BLOCK, MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
 
-__all__ = ["DEFAULT_MAX_ELEMENTS", "mc_predict"]
+__all__ = ["DEFAULT_MAX_ELEMENTS", "DEFAULT_MAX_SAMPLES_BYTES", "MAX_SAMPLES", "mc_predict"]
 
 #: Default memory bound: elements of the repeated tensor entering the stochastic part (2**20 floats = 4 MiB).
 #: Chosen by the sweep of ``benchmarks/mc_dropout.py`` (dropout before every layer of the 300-100 MLP, T=100,
@@ -25,9 +25,40 @@ __all__ = ["DEFAULT_MAX_ELEMENTS", "mc_predict"]
 #: smaller chunks stay in cache and cut the peak memory (322 MiB above the start at 2**24).
 DEFAULT_MAX_ELEMENTS = 1 << 20
 
+#: Upper bound on ``samples``: the MC estimate's error shrinks as ``1/sqrt(T)``, so 10,000 passes already give
+#: probabilities to about 0.005; a larger ``T`` (``10**9`` from a typo) only turns one call into hours of work.
+MAX_SAMPLES = 10_000
 
-def _check_args(samples: int, seed: int | None, batch_size: int, max_elements: int) -> None:
+#: Default bound (2 GiB) on the ``[T, N, C]`` float32 probabilities ``return_samples=True`` keeps in memory;
+#: raise it with ``max_samples_bytes``.
+DEFAULT_MAX_SAMPLES_BYTES = 2 << 30
+
+
+def _check_kept_size(samples: int, images: int, classes: int, limit: int) -> None:
+    """Refuse ``return_samples=True`` when the ``[T, N, C]`` float32 tensor would exceed ``limit`` bytes.
+
+    Example::
+
+        >>> try:
+        ...     _check_kept_size(10_000, 60_000, 10, DEFAULT_MAX_SAMPLES_BYTES)
+        ... except ValueError as err:
+        ...     print(str(err).split(", more")[0])
+        return_samples: keeping 10000 samples x 60000 inputs x 10 classes as float32 needs 24.0 GB
+    """
+    size = samples * images * classes * 4
+    if size > limit:
+        raise ValueError(
+            f"return_samples: keeping {samples} samples x {images} inputs x {classes} classes as float32 needs "
+            f"{size / 1e9:.1f} GB, more than max_samples_bytes={limit / 1e9:.1f} GB; use fewer samples or inputs, "
+            "or raise max_samples_bytes"
+        )
+
+
+def _check_args(samples: int, seed: int | None, batch_size: int, max_elements: int, max_samples_bytes: int) -> None:
     check_int("samples", samples, minimum=1)
+    if samples > MAX_SAMPLES:
+        raise ValueError(f"samples: at most {MAX_SAMPLES} (MAX_SAMPLES), got {samples}")
+    check_int("max_samples_bytes", max_samples_bytes, minimum=1)
     check_seed("seed", seed)
     check_int("batch_size", batch_size, minimum=1)
     if max_elements != math.inf:  # inf: no memory bound (the chunking arithmetic takes it)
@@ -72,6 +103,8 @@ def _run_tensor(
     batch_size: int,
     max_elements: int,
     keep_samples: bool,
+    kept_images: int = 0,
+    max_samples_bytes: int = DEFAULT_MAX_SAMPLES_BYTES,
 ) -> MCPrediction:
     per_image = plan.per_image
     # Images per chunk: whole blocks where possible, so that blocks are never drawn twice.
@@ -91,6 +124,8 @@ def _run_tensor(
             sampler.begin_samples(count)
             probs = to_probs(plan.stochastic_suffix(h, count)).view(count, images, -1).cpu()
             if stats is None:
+                if keep_samples and not parts:  # the number of classes is known now, before anything is kept
+                    _check_kept_size(samples, kept_images, probs.shape[-1], max_samples_bytes)
                 stats = SampleStats(images, probs.shape[-1], probs.dtype)
             pending.append(probs)
             kept += [probs] if keep_samples else []
@@ -113,6 +148,7 @@ def mc_predict(
     return_samples: bool = False,
     indices: torch.Tensor | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_samples_bytes: int = DEFAULT_MAX_SAMPLES_BYTES,
 ) -> MCPrediction:
     """Monte-Carlo dropout prediction: ``samples`` stochastic passes, their mean, spread and uncertainty.
 
@@ -145,7 +181,7 @@ def mc_predict(
     Args:
         model: a network with at least one stochastic dropout layer or call (see Modes).
         inputs: a float tensor ``[N, ...]`` or a DataLoader.
-        samples: ``T``, the number of stochastic passes (>= 1).
+        samples: ``T``, the number of stochastic passes (1 to :data:`MAX_SAMPLES`).
         seed: the seed of the masks.
         batch_size: images per chunk (upper bound).
         enable_dropout: also switch on PyTorch's ordinary dropout layers.
@@ -153,13 +189,16 @@ def mc_predict(
         indices: the dataset index of each input (int64 ``[N]``, default ``0..N-1``; DataLoader batches are
             numbered consecutively from 0).
         max_elements: the memory bound described above.
+        max_samples_bytes: with ``return_samples``, the most bytes the ``[T, N, C]`` float32 samples may take
+            (:data:`DEFAULT_MAX_SAMPLES_BYTES`, 2 GiB); checked before they are kept.
 
     Returns:
         The :class:`MCPrediction`.
 
     Raises:
-        ValueError: for a model without stochastic dropout layers, ``samples < 1``, NaN or infinite inputs,
-            inputs the model rejects, or inconsistent ``indices``.
+        ValueError: for a model without stochastic dropout layers, ``samples`` outside 1 to :data:`MAX_SAMPLES`,
+            kept samples larger than ``max_samples_bytes``, NaN or infinite inputs, inputs the model rejects, or
+            inconsistent ``indices``.
 
     Example::
 
@@ -172,7 +211,7 @@ def mc_predict(
         >>> torch.equal(mc_predict(net, x, samples=50, seed=1, enable_dropout=True).probs, pred.probs)
         True
     """
-    _check_args(samples, seed, batch_size, max_elements)
+    _check_args(samples, seed, batch_size, max_elements, max_samples_bytes)
     layers = stochastic_layers(model, enable_dropout)
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()))
@@ -182,7 +221,12 @@ def mc_predict(
         if indices is not None:
             raise ValueError("indices: not supported with a DataLoader (its batches are numbered from 0)")
         batches = ((b[0] if isinstance(b, (tuple, list)) else b) for b in inputs)
+        try:
+            total = len(inputs.dataset)  # type: ignore[arg-type]
+        except TypeError:  # an iterable dataset: each batch is checked with what has been kept so far
+            total = None
     else:
+        total = inputs.shape[0] if isinstance(inputs, torch.Tensor) else None
         batches = [inputs]
     parts, seen = [], 0
     plan: GraphPlan | WholePlan | None = None
@@ -193,7 +237,21 @@ def mc_predict(
             seen += x.shape[0]
             try:
                 plan = plan or _plan(model, layers, enable_dropout, sampler, x)
-                parts.append(_run_tensor(plan, sampler, x, idx, samples, batch_size, max_elements, return_samples))
+                kept = total if total is not None else seen
+                parts.append(
+                    _run_tensor(
+                        plan,
+                        sampler,
+                        x,
+                        idx,
+                        samples,
+                        batch_size,
+                        max_elements,
+                        return_samples,
+                        kept,
+                        max_samples_bytes,
+                    )
+                )
             except RuntimeError as err:
                 raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
     if not parts:

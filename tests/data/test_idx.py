@@ -92,7 +92,10 @@ def _good() -> bytes:
         (b"\x00\x00", r"truncated: 2 bytes, shorter than the 4-byte magic number"),
         (_good()[:10], r"truncated inside the header \(10 of 12 bytes\)"),
         (_good()[:-1], r"truncated: dimensions \(3, 4\) need 24 data bytes, found 23"),
-        (_good() + b"\x00", r"corrupted: dimensions \(3, 4\) need 24 data bytes, found 25"),
+        (
+            _good() + b"\x00",
+            r"corrupted: dimensions \(3, 4\) need 24 data bytes, (found 25|the gzip stream holds more)",
+        ),
         (b"\x01" + _good()[1:], r"bad magic number 0x01000b02"),
         (b"\x00\x00\x07\x01" + _good()[4:], r"unknown dtype code 0x07"),
         (b"\x00\x00\x08\x00", r"declares 0 dimensions"),
@@ -128,3 +131,40 @@ def test_missing_file_raises_file_not_found(tmp_path):
 def test_parse_idx_is_big_endian():
     data = bytes([0, 0, 0x0C, 1, 0, 0, 0, 2]) + np.array([1, -2], dtype=">i4").tobytes()
     assert parse_idx(data).tolist() == [1, -2]
+
+
+def test_a_gzip_bomb_is_refused_quickly_without_inflating_it(tmp_path):
+    import resource
+    import time
+    import tracemalloc
+    import zlib
+
+    path = tmp_path / "bomb-labels-idx1-ubyte.gz"
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip of a 1-item header followed by 50 MB of zeros
+    parts = [squeeze.compress(bytes([0, 0, 8, 1, 0, 0, 0, 1]))]
+    zeros = bytes(1 << 20)
+    parts += [squeeze.compress(zeros) for _ in range(50)]
+    path.write_bytes(b"".join([*parts, squeeze.flush()]))
+    assert path.stat().st_size < 100_000
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(IDXError) as caught:
+        read_idx(path)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (
+        str(caught.value) == f"{path}: file is corrupted: dimensions (1,) need 1 data bytes, the gzip stream holds more"
+    )
+    assert elapsed < 1.0 and peak < 20e6
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024 < 20e6  # KiB
+
+
+def test_a_gzip_file_is_still_checked_to_its_end(tmp_path):
+    packed = bytearray(gzip.compress(_good(), mtime=0))
+    packed[-8] ^= 0xFF  # the CRC-32 in the trailer
+    path = tmp_path / "crc.gz"
+    path.write_bytes(bytes(packed))
+    with pytest.raises(IDXError, match=rf"{path}: the gzip stream is truncated or corrupted \(CRC check failed"):
+        read_idx(path)

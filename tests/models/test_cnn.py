@@ -92,3 +92,10 @@ def test_description_rebuilds():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CNN(**{"channels": (4,), "dense": 8, **kwargs})
+
+
+def test_a_huge_cnn_is_refused_before_allocation():
+    with pytest.raises(ValueError, match=r"^dense: a 6272 x 1000000 layer is 6.3e9 parameters, more than the 2.1e9"):
+        CNN(channels=(32, 128), dense=1_000_000)
+    with pytest.raises(ValueError, match=r"^channels: a 4500000 x 500000 layer is 2.3e12 parameters"):
+        CNN(channels=(500_000, 500_000), convs_per_block=1, dense=0)

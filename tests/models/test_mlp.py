@@ -205,3 +205,21 @@ def test_description_rebuilds_the_architecture():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MLP(**{"hidden": (5, 4), **kwargs})
+
+
+def test_a_huge_mlp_is_refused_before_allocation():
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="^hidden: a 200000 x 200000 layer") as caught:
+        MLP(hidden=[200_000, 200_000])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(caught.value) == (
+        "hidden: a 200000 x 200000 layer is 4.0e10 parameters, more than the 2.1e9 limit (MAX_PARAMETERS)"
+    )
+    assert time.perf_counter() - start < 1 and peak < 10e6
+    with pytest.raises(ValueError, match="^hidden, num_classes: the model is 3.6e9 parameters, more than the 2.1e9"):
+        MLP(input_shape=(40_000,), hidden=[40_000, 20_000, 20_000, 20_000, 20_000])

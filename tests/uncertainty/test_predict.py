@@ -199,3 +199,39 @@ def test_errors_name_the_argument():
         mc_predict(model, _x(), indices=torch.arange(3), enable_dropout=True)
     with pytest.raises(ValueError, match="batch_size"):
         mc_predict(model, _x(), batch_size=0, enable_dropout=True)
+
+
+def test_samples_has_an_upper_bound() -> None:
+    from lit_deep.models import MLP
+    from lit_deep.uncertainty.predict import MAX_SAMPLES
+
+    net = MLP(input_shape=(4,), hidden=(8,), num_classes=3, dropout=0.5, seed=0)
+    with pytest.raises(ValueError, match=r"^samples: at most 10000 \(MAX_SAMPLES\), got 1000000000$"):
+        mc_predict(net, torch.zeros(2, 4), samples=10**9, enable_dropout=True)
+    assert MAX_SAMPLES == 10_000
+
+
+def test_kept_samples_are_bounded_before_they_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tracemalloc
+
+    from lit_deep.models import MLP
+
+    net = MLP(input_shape=(4,), hidden=(8,), num_classes=3, dropout=0.5, seed=0)
+    x = torch.zeros(1000, 4)
+    message = (
+        "^return_samples: keeping 10000 samples x 1000 inputs x 3 classes as float32 needs 0.1 GB, more than "
+        r"max_samples_bytes=0.1 GB; use fewer samples or inputs, or raise max_samples_bytes$"
+    )
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=message):
+        mc_predict(net, x, samples=10_000, enable_dropout=True, return_samples=True, max_samples_bytes=100_000_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=100)
+    with pytest.raises(ValueError, match="return_samples: keeping 10000 samples x 1000 inputs"):
+        mc_predict(net, loader, samples=10_000, enable_dropout=True, return_samples=True, max_samples_bytes=10**8)
+    pred = mc_predict(net, x[:10], samples=10, enable_dropout=True, return_samples=True, max_samples_bytes=1200)
+    assert pred.samples is not None and pred.samples.shape == (10, 10, 3)  # exactly 1200 bytes: allowed
+    with pytest.raises(ValueError, match="max_samples_bytes: must be an integer >= 1, got 0"):
+        mc_predict(net, x, samples=2, enable_dropout=True, max_samples_bytes=0)

@@ -12,11 +12,20 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from lit_deep._io import write_package_folder
 from lit_deep.zoo._format import FORMAT, zoo_description
 from lit_deep.zoo._hub import sha256_file
 from lit_deep.zoo.registry import ZooEntry
 
-__all__ = ["METRIC_LABELS", "card_text", "check_repo_files", "config_dict", "config_text", "write_repo_files"]
+__all__ = [
+    "METRIC_LABELS",
+    "card_text",
+    "check_repo_files",
+    "config_dict",
+    "config_text",
+    "repo_files",
+    "write_repo_files",
+]
 
 #: metric key -> (model-index type, label).
 METRIC_LABELS: dict[str, tuple[str, str]] = {
@@ -212,6 +221,9 @@ def card_text(entry: ZooEntry, weights_size: int | None = None) -> str:
 def write_repo_files(entry: ZooEntry, folder: str | Path) -> None:
     """Write ``config.json`` and ``README.md`` of ``entry`` into ``folder`` (the weights are left alone).
 
+    Both files change together (:func:`lit_deep._io.write_package_folder`): a reader never sees a new card
+    beside an old ``config.json``.
+
     Example::
 
         >>> import tempfile
@@ -222,11 +234,24 @@ def write_repo_files(entry: ZooEntry, folder: str | Path) -> None:
         ['README.md', 'config.json']
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "model.safetensors"
     size = weights.stat().st_size if weights.is_file() else None
-    (folder / "config.json").write_text(config_text(entry), encoding="utf-8")
-    (folder / "README.md").write_text(card_text(entry, size), encoding="utf-8")
+    write_package_folder(folder, repo_files(entry, size))  # the other files (the weights) are carried over
+
+
+def repo_files(entry: ZooEntry, weights_size: int | None = None) -> dict[str, bytes]:
+    """The bytes of ``config.json`` and ``README.md`` for ``entry``.
+
+    Example::
+
+        >>> from lit_deep.zoo.registry import get_entry
+        >>> sorted(repo_files(get_entry("mlp.fmnist")))
+        ['README.md', 'config.json']
+    """
+    return {
+        "config.json": config_text(entry).encode("utf-8"),
+        "README.md": card_text(entry, weights_size).encode("utf-8"),
+    }
 
 
 def check_repo_files(entry: ZooEntry, folder: str | Path) -> list[str]:

@@ -9,23 +9,22 @@ standardisation, saved in the checkpoint) becomes the model's first layer, so th
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
+from lit_deep._io import write_package_folder
 from lit_deep.data.fashion_mnist import CLASS_NAMES
 from lit_deep.models import BackboneHead, Preprocess, describe
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
-from lit_deep.zoo._hub import sha256_file
 from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry, get_entry
-from lit_deep.zoo.release.cards import write_repo_files
+from lit_deep.zoo.release.cards import repo_files
 from lit_deep.zoo.release.evaluate import evaluate
 
 __all__ = [
@@ -196,34 +195,28 @@ def write_package(
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     test_args: dict[str, Any] | None = None,
 ) -> tuple[ExportResult, ZooEntry]:
-    """Save ``model.safetensors`` (float32, atomically), measure the model, write ``config.json`` and the card.
+    """Measure the model and write its package: ``model.safetensors`` (float32), ``config.json``, the card.
+
+    The three files are written together (:func:`lit_deep._io.write_package_folder`): a reader of ``folder``
+    sees the old package or the new one, never new weights beside an old card; nothing is written when the
+    evaluation fails.
 
     Returns:
         What was written, and the entry completed with the hash and the metrics.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {
         k: v.detach().to(torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
         for k, v in model.state_dict().items()
     }
-    weights = folder / "model.safetensors"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", "lit_deep_zoo": entry.name})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, weights)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    weights = save(tensors, metadata={"format": "pt", "lit_deep_zoo": entry.name})
     if data is None and entry.task == "B":
         data = _task_b_data(data_dir, test_args or {})
     metrics, extra = evaluate(model.eval(), entry, data_dir, data)
-    sha = sha256_file(weights)
+    sha = hashlib.sha256(weights).hexdigest()
     entry = dataclasses.replace(entry, sha256=sha, metrics=metrics, extra_metrics=extra)
-    write_repo_files(entry, folder)
-    return ExportResult(folder, sha, weights.stat().st_size, metrics, extra), entry
+    write_package_folder(folder, {"model.safetensors": weights, **repo_files(entry, len(weights))})
+    return ExportResult(folder, sha, len(weights), metrics, extra), entry
 
 
 def _task_b_data(data_dir: str | None, test_args: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
