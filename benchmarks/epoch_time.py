@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
-from lit_deep.modules import build_optimizer
+from lit_deep.modules._optim import build_optimizer
 from lit_deep.modules.base import LitDeepModule, Stage
 
 

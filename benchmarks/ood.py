@@ -24,11 +24,11 @@ from lit_deep.uncertainty import (
     calibration_report,
     deterministic_probs,
     mc_predict,
-    ood_aurocs,
     reliability_diagram,
     uncertainty_histogram,
     uncertainty_score,
 )
+from lit_deep.uncertainty.ood import ood_aurocs
 
 
 def main() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lit_deep._version import __version__
 from lit_deep._warnings import LitDeepWarning
 
 if TYPE_CHECKING:
     from lit_deep import zoo
     from lit_deep.modules.classifier import Classifier
 
-__version__ = "0.1.0"
 
 __all__ = ["Classifier", "LitDeepWarning", "__version__", "zoo"]
 

@@ -12,14 +12,16 @@ one line and exits with code 1. ``--debug`` (or ``LIT_DEEP_DEBUG=1``) shows the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import logging
 import os
 import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,12 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lit_deep._cli_choices import choices_help
 from lit_deep._io import check_writable, write_json
 from lit_deep.data.datamodule import FashionMNISTDataModule
-from lit_deep.modules import AutoencoderModule, Classifier  # noqa: F401 - their short names work in recipes
-from lit_deep.modules._logging import DivergenceError
-from lit_deep.modules._model import check_checkpoint
+from lit_deep.models import read_checkpoint
+from lit_deep.modules import (  # noqa: F401 - AutoencoderModule, Classifier: their short names work in recipes
+    AutoencoderModule,
+    Classifier,
+    DivergenceError,
+)
 from lit_deep.plugins import AtomicCheckpointIO
 
 __all__ = ["COMMANDS", "LitDeepCLI", "main", "release_process_group", "user_error", "write_results"]
@@ -97,14 +102,14 @@ class LitDeepCLI(LightningCLI):
         """Parse, then check a ``--ckpt_path`` file before LightningCLI reads its hyper-parameters into the config.
 
         The checkpoint is data: its model description must name allow-listed classes only and fit its weights, and
-        its LightningModule class must be one already imported (see :func:`lit_deep.modules.check_checkpoint`).
+        its LightningModule class must be one already imported (see :func:`lit_deep.models.read_checkpoint`).
         """
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand, self.config) if subcommand else self.config
         ckpt_path = config.get("ckpt_path") if hasattr(config, "get") else None
         if isinstance(ckpt_path, str) and Path(ckpt_path).is_file():
-            check_checkpoint(ckpt_path)
+            read_checkpoint(ckpt_path)
 
     def before_fit(self) -> None:
         """Refuse ``--ckpt_path last`` without a last checkpoint; run the LR range test when ``--find-lr`` is set.
@@ -460,6 +465,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = _debug_requested(args)
     args = [a for a in args if a != "--debug"]  # DDP's launcher re-runs sys.argv: every rank strips it too
     group_was_up = _group_is_up()  # a caller's own process group is the caller's to end
+    with _process_state_kept():
+        return _main(args, debug, group_was_up)
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Run ``lit-deep`` in-process without leaving global state behind.
+
+    The seed Lightning sets (torch's, NumPy's and Python's generators, ``PL_GLOBAL_SEED``/``PL_SEED_WORKERS``) is
+    undone when the command returns, and the ``lit_deep`` loggers print to stderr only while it runs (unless the
+    application configured logging itself).
+    """
+    import random
+
+    import numpy as np
+
+    states = (torch.random.get_rng_state(), np.random.get_state(), random.getstate())
+    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    logger = logging.getLogger("lit_deep")
+    handler = None
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        logger.addHandler(handler)
+        level, logger.level = logger.level, logging.INFO
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _main(args: list[str], debug: bool, group_was_up: bool) -> int:
     try:
         return _run(args)
     except (Exception, KeyboardInterrupt) as err:

@@ -1,5 +1,6 @@
 import argparse
 import json
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -63,7 +64,15 @@ def test_results_json_is_strict_json(tmp_path):
     }
 
 
-def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
+def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys, monkeypatch):
+    import random
+
+    import numpy as np
+    import torch
+
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+    monkeypatch.delenv("PL_SEED_WORKERS", raising=False)
+    before = (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
     code = main(
         [
             "fit",
@@ -80,6 +89,10 @@ def test_fit_then_tests_and_prints_test_accuracy(tiny_fmnist, tmp_path, capsys):
     )
     assert code in (0, None)
     assert "test_acc" in capsys.readouterr().out
+    # The recipe's seed_everything is undone: an in-process call leaves the process's generators and env alone.
+    assert torch.equal(torch.random.get_rng_state(), before[0])
+    assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
+    assert "PL_GLOBAL_SEED" not in os.environ and "PL_SEED_WORKERS" not in os.environ
     results = tmp_path / "run" / "results.json"
     if results.exists():  # written by the CLI's after_fit
         assert "test_acc" in json.loads(results.read_text())["metrics"]

@@ -24,6 +24,7 @@ LAYERS: dict[str, float] = {
     "_io": -1,  # private helpers every layer shares
     "_validate": -1,
     "_warnings": -1,
+    "_version": -1,
     "__init__": -0.5,  # `import lit_deep` itself: lazy attributes only
     "data": 0,
     "nn": 0,
@@ -182,3 +183,23 @@ def test_plain_pytorch_subpackages_load_neither_lightning_nor_matplotlib(name: s
         [sys.executable, "-c", _PROBE, f"lit_deep.{name}"], capture_output=True, text=True, check=True, timeout=300
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"lightning": False, "matplotlib": False}
+
+
+def private_imports(name: str, source: str) -> list[str]:
+    """Imports of another subpackage's private (``_x``) module by module ``name``."""
+    top = name.split(".")[1] if name.count(".") else name
+    bad = []
+    for line, target in sorted(imports_of(source, name)):
+        parts = target.split(".")
+        private = [p for p in parts[2:] if p.startswith("_")]
+        if target.startswith("lit_deep.") and len(parts) > 2 and parts[1] != top and private:
+            bad.append(f"{name}:{line} imports {target}")
+    return bad
+
+
+def test_no_module_imports_another_packages_private_module() -> None:
+    bad = [line for name, path in MODULES.items() for line in private_imports(name, path.read_text())]
+    assert not bad, "private modules of other packages imported (import the package's public name):\n" + "\n".join(bad)
+    assert private_imports("lit_deep.cli", "from lit_deep.modules._logging import DivergenceError") == [
+        "lit_deep.cli:1 imports lit_deep.modules._logging"
+    ]

@@ -2,7 +2,7 @@
 
 Each payload, if it ran, would create a marker file; every test checks that it was refused and that the file
 does not exist. Entry points: ``build``, ``Classifier.load_from_checkpoint``, ``FromCheckpoint``, ``Pretrained``,
-``load_checkpoint_model``, ``lit-deep zoo export --ckpt``, ``lit-deep zoo push --checkpoint``,
+``read_checkpoint``, ``lit-deep zoo export --ckpt``, ``lit-deep zoo push --checkpoint``,
 ``lit-deep fit --ckpt_path`` and ``zoo.load`` of a Hub repo outside the registry.
 """
 
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from lit_deep import Classifier, zoo
 from lit_deep.cli import main as lit_deep_main
-from lit_deep.models import MLP, DescriptionError, FromCheckpoint, Preprocess, build, describe, load_checkpoint_model
+from lit_deep.models import MLP, DescriptionError, FromCheckpoint, Preprocess, build, describe, read_checkpoint
 from lit_deep.zoo._format import assemble
 from lit_deep.zoo.release import cli as zoo_cli
 from tests.zoo.hub_server import HubServer
@@ -97,7 +97,7 @@ def test_checkpoint_readers_refuse(payload: str, marker: Path, tmp_path: Path) -
     readers: list[Callable[[], Any]] = [
         lambda: Classifier.load_from_checkpoint(ckpt),
         lambda: FromCheckpoint(str(ckpt), num_classes=2),
-        lambda: load_checkpoint_model(ckpt),
+        lambda: read_checkpoint(ckpt).model(),
         lambda: zoo.Pretrained(str(ckpt), num_classes=2),
     ]
     for read in readers:
@@ -129,10 +129,15 @@ def test_shapes_that_disagree_with_the_weights_are_refused_before_allocation(tmp
     huge = describe(MLP(hidden=(4,), num_classes=2))
     huge["init_args"]["hidden"] = [200_000, 200_000]
     ckpt = _checkpoint(tmp_path / "huge.ckpt", huge)
-    with pytest.raises(DescriptionError, match=r"does not fit .*nothing was allocated"):
+    # The MLP's own parameter bound refuses it before the meta-device shape check would.
+    with pytest.raises(DescriptionError, match=r"huge.ckpt.*hidden: a 200000 x 200000 layer is 4.0e10 parameters"):
         Classifier.load_from_checkpoint(ckpt)
+    with pytest.raises(DescriptionError, match=r"huge.ckpt.*hidden: a 200000 x 200000 layer is 4.0e10 parameters"):
+        read_checkpoint(ckpt).model()
+    wide = describe(MLP(hidden=(4,), num_classes=2))
+    wide["init_args"]["hidden"] = [20_000]  # within the bound, but not the weights' shapes
     with pytest.raises(DescriptionError, match=r"does not fit .*nothing was allocated"):
-        load_checkpoint_model(ckpt)
+        read_checkpoint(_checkpoint(tmp_path / "wide.ckpt", wide))
 
 
 @pytest.mark.parametrize("payload", ["popen", "nested-in-parts"])

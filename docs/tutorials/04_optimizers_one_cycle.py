@@ -38,10 +38,10 @@ from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
 
 from lit_deep import Classifier
+from lit_deep.callbacks import find_lr
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 from lit_deep.modules import OPTIMIZERS
-from lit_deep.callbacks import find_lr
 from lit_deep.schedules import ExponentialDecay, OneCycle, PiecewiseConstant, PowerDecay, schedule_trace
 
 QUICK = os.environ.get("LIT_DEEP_QUICK") == "1"

@@ -6,7 +6,7 @@ What a callback may rely on in the LightningModule is :class:`TrainableModule` (
 which layers a callback acts on is said in the selector language of :mod:`lit_deep.callbacks.select`.
 """
 
-from lit_deep.callbacks.contract import TrainableModule, root_module
+from lit_deep.callbacks.contract import TrainableModule
 from lit_deep.callbacks.freeze_unfreeze import FreezeUnfreeze
 from lit_deep.callbacks.layer_stats import LayerStats
 from lit_deep.callbacks.lr_finder import find_lr
@@ -24,5 +24,4 @@ __all__ = [
     "TemperatureScaling",
     "TrainableModule",
     "find_lr",
-    "root_module",
 ]

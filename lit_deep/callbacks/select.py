@@ -43,7 +43,8 @@ from typing import Any
 
 from torch import nn
 
-from lit_deep.models import DescriptionError, resolve_class
+from lit_deep.models import DescriptionError
+from lit_deep.models.description import resolve_class
 
 __all__ = [
     "BATCH_NORMS",

@@ -56,7 +56,7 @@ class IDXError(ValueError):
 _STEP = 1 << 20
 
 
-def _read_exactly(stream: IO[bytes], count: int) -> bytes:
+def _read_exactly(stream: IO[bytes] | gzip.GzipFile, count: int) -> bytes:
     """Up to ``count`` bytes of ``stream``, in steps of at most ``_STEP`` (never one allocation of ``count``)."""
     out = bytearray()
     while len(out) < count:

@@ -11,7 +11,6 @@ from torch.utils.data import DataLoader
 
 from lit_deep._validate import check_bool, check_choice, check_int, check_path
 from lit_deep.data._batches import DistributedBatchSampler, ResumableLoader, TensorBatches
-from lit_deep.data._rng import get_rng_state, set_rng_state
 from lit_deep.data.augment import RandomShiftFlip
 from lit_deep.data.fashion_mnist import CLASS_NAMES, load_fashion_mnist
 
@@ -253,10 +252,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to resume exactly.
 
-        The standardisation statistics, the training loader's position, the augmentation's generator and the
-        process's random generators (see :mod:`lit_deep.data._rng`), all plain tensors and numbers.
+        The standardisation statistics, the training loader's position and the augmentation's generator, all
+        plain tensors and numbers. The process's generators are not the data's: lit_deep's LightningModules
+        save them (per rank), and nothing here touches them.
         """
-        state: dict[str, Any] = {"mean": self.mean, "std": self.std, "rng": get_rng_state()}
+        state: dict[str, Any] = {"mean": self.mean, "std": self.std}
         if self._train_sampler is not None:
             state["train_order"] = self._train_sampler.state_dict()
         transform = self.train_set.transform if self.train_set is not None else None
@@ -267,13 +267,11 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (Lightning calls this before training resumes).
 
-        The random generators are set here; the training position is handed to the next training loader (and
-        Lightning hands its own copy to that loader again, which gives the same position).
+        The training position is handed to the next training loader (and Lightning hands its own copy to that
+        loader again, which gives the same position); the process-wide generators are left alone.
         """
         self.mean = state_dict.get("mean")
         self.std = state_dict.get("std")
-        if "rng" in state_dict:
-            set_rng_state(state_dict["rng"])
         self._pending_order = state_dict.get("train_order")
         if self._train_sampler is not None and self._pending_order is not None:
             self._train_sampler.load_state_dict(self._pending_order)

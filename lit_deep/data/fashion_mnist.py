@@ -96,8 +96,9 @@ def cache_dir() -> Path:
 
 def _explicit_folder(data_dir: str | os.PathLike[str] | None) -> tuple[str, Path] | None:
     """The folder the user named (``data_dir``, else ``$LIT_DEEP_DATA``) and how it was named, if any."""
-    if check_path("data_dir", data_dir, optional=True) is not None:
-        return "data_dir", Path(data_dir)
+    named = check_path("data_dir", data_dir, optional=True)
+    if named is not None:
+        return "data_dir", Path(named)
     if os.environ.get("LIT_DEEP_DATA"):
         return "$LIT_DEEP_DATA", Path(os.environ["LIT_DEEP_DATA"])
     return None

@@ -1,5 +1,5 @@
 """End-to-end experiments built from the library's parts: transfer learning from the zoo (the demo)."""
 
-from lit_deep.experiments.transfer import TransferConfig, TransferRun, build_models, run_transfer
+from lit_deep.experiments.transfer import TransferConfig, TransferRun, run_transfer
 
 __all__ = ["TransferConfig", "TransferRun", "build_models", "run_transfer"]

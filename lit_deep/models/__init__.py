@@ -4,50 +4,32 @@ Models describe themselves as data with :func:`describe` and are rebuilt by :fun
 only); :func:`transfer` puts a new head on a pretrained backbone.
 """
 
-from lit_deep.models._base import (
-    ACTIVATIONS,
-    DROPOUT_KINDS,
-    Activation,
-    BackboneHead,
-    DropoutKind,
-    make_activation,
-    make_dropout,
-)
+from lit_deep.models._base import Activation, BackboneHead, DropoutKind, make_activation
 from lit_deep.models._record import register_model
 from lit_deep.models.autoencoder import Autoencoder
+from lit_deep.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from lit_deep.models.cnn import CNN
-from lit_deep.models.description import (
-    DescriptionError,
-    build,
-    check_description,
-    describe,
-    describe_or_none,
-    resolve_class,
-)
+from lit_deep.models.description import DescriptionError, build, describe
 from lit_deep.models.mlp import MLP
 from lit_deep.models.preprocess import Preprocess
-from lit_deep.models.transfer import FromCheckpoint, load_checkpoint_model, transfer
+from lit_deep.models.transfer import FromCheckpoint, transfer
 
 __all__ = [
-    "ACTIVATIONS",
     "CNN",
-    "DROPOUT_KINDS",
     "Activation",
     "DropoutKind",
     "MLP",
     "Autoencoder",
     "BackboneHead",
+    "Checkpoint",
+    "CheckpointError",
     "DescriptionError",
     "FromCheckpoint",
     "Preprocess",
     "build",
-    "check_description",
     "describe",
-    "describe_or_none",
-    "load_checkpoint_model",
     "make_activation",
-    "make_dropout",
+    "read_checkpoint",
     "register_model",
-    "resolve_class",
     "transfer",
 ]

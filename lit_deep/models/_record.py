@@ -82,7 +82,7 @@ class RecordsInit:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # noqa: D102 - documented on the class
         self = super().__new__(cls)
-        signature = _init_signature(cls)
+        signature = _init_signature(cls)  # type: ignore[arg-type]  # classes hash by identity
         try:
             bound = signature.bind(self, *args, **kwargs)
         except TypeError:  # copy/pickle call __new__ without the arguments (then restore __dict__), or a bad call
@@ -93,7 +93,7 @@ class RecordsInit:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
-            _init_signature(cls)  # refuse *args when the class is defined
+            _init_signature(cls)  # type: ignore[arg-type]  # refuse *args when the class is defined
         if cls.__module__.startswith("lit_deep."):
             _add(cls)  # type: ignore[arg-type]
 

@@ -5,9 +5,9 @@ Every entry point that opens a checkpoint goes through :func:`read_checkpoint`: 
 and :func:`~lit_deep.models.transfer` sources, ``lit-deep zoo export --ckpt`` and ``lit-deep zoo push
 --checkpoint``. It
 
-* reads the file with ``torch.load(weights_only=True)`` (memory-mapped where the file is a zip archive), so no
-  pickled object is ever run, and turns every way a file can be unreadable (pickled objects, truncated, empty, not
-  a checkpoint) into one :class:`CheckpointError` line naming the file;
+* reads the file with ``torch.load(weights_only=True, mmap=True)`` (zip format only, as ``torch.save`` and
+  Lightning write it), so no pickled object is ever run, and turns every way a file can be unreadable (pickled
+  objects, truncated, empty, not a checkpoint) into one :class:`CheckpointError` line naming the file;
 * checks the structure (a dict; ``state_dict`` a mapping of names to tensors; ``hyper_parameters`` a dict without
   the keys that name code to import);
 * checks the model description against the allow-list and its shapes against the saved tensors on the ``meta``
@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,9 @@ class Checkpoint:
 def _load(path: str) -> Any:
     where = f"checkpoint {path!r}"
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:
-            if "zip" not in str(err).lower():  # a zip archive that mmap read and found broken
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+        if not zipfile.is_zipfile(path):  # torch.save's format since 1.6, and Lightning's: the legacy one is not read
+            raise CheckpointError(f"{where}: not a zip-format torch checkpoint (truncated, empty or another format)")
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
         # torch's message spans many lines and advises weights_only=False: never the right advice for a download.
         first = str(err).strip().splitlines()

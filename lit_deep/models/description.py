@@ -240,10 +240,14 @@ def _instantiate(description: Description) -> nn.Module:
         return nn.Sequential(*modules)
     try:
         model = cls(**args)
+    except DescriptionError:
+        raise
     except TypeError as err:
         raise DescriptionError(
             f"model: {description['class_path']} rejected its init_args {sorted(args)}: {err}"
         ) from err
+    except ValueError as err:  # the class's own argument check (e.g. a size past MAX_PARAMETERS), before allocation
+        raise DescriptionError(f"model: {description['class_path']}: {err}") from err
     if not isinstance(model, nn.Module):  # pragma: no cover - the allow-list holds nn.Module subclasses only
         raise DescriptionError(f"model: {description['class_path']} built a {type(model).__name__}")
     return model

@@ -8,18 +8,17 @@
 from __future__ import annotations
 
 import copy
-import os
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-import torch
+import torch  # noqa: F401  # the examples use it
 from torch import nn
 
-from lit_deep._validate import check_bool, check_choice, check_int, check_path, check_probability, check_seed
+from lit_deep._validate import check_bool, check_choice, check_int, check_probability, check_seed
 from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make_dropout, new_head, seeded
-from lit_deep.models.description import DescriptionError, build
+from lit_deep.models.checkpoint import read_checkpoint
 from lit_deep.nn.init import init_weights
 
-__all__ = ["FromCheckpoint", "load_checkpoint_model", "transfer"]
+__all__ = ["FromCheckpoint", "transfer"]
 
 
 def transfer(
@@ -89,58 +88,13 @@ def transfer(
     return BackboneHead(backbone, head, source.feature_dim).train(source.training)
 
 
-def _state_dict(checkpoint: str) -> dict[str, Any]:
-    try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip archive (legacy format): mmap is not available
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
-
-
-def load_checkpoint_model(checkpoint: str | os.PathLike[str]) -> nn.Module:
-    """The model of a lit_deep checkpoint: rebuilt from its description, weights loaded strictly.
-
-    Nothing in the file is executed: it is read with ``torch.load(weights_only=True)``, the description is checked
-    against the allow-list and its shapes against the state dict before anything is allocated.
-
-    Raises:
-        ValueError: for a missing file, a checkpoint without a model description, or one that does not fit.
-
-    Example::
-
-        >>> load_checkpoint_model("missing.ckpt")
-        Traceback (most recent call last):
-        ...
-        ValueError: checkpoint: no such file 'missing.ckpt'
-    """
-    path = os.fspath(check_path("checkpoint", checkpoint))
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint: no such file {path!r}")
-    state = _state_dict(path)
-    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
-    description = hparams.get("model") if isinstance(hparams, dict) else None
-    weights = state.get("state_dict") if isinstance(state, dict) else None
-    if not isinstance(weights, dict) or description is None:
-        raise ValueError(f"checkpoint: {path!r} holds no lit_deep model description and weights")
-    if not isinstance(description, dict):
-        raise DescriptionError(
-            f"checkpoint {path!r}: model: expected a description dict, got {type(description).__name__}"
-        )
-    weights = {k.removeprefix("model."): v for k, v in weights.items() if k.startswith("model.")}
-    try:
-        model = build(description, {k: tuple(v.shape) for k, v in weights.items()}, f"the weights in {path}")
-    except DescriptionError as err:
-        raise DescriptionError(f"checkpoint {path!r}: {err}") from None  # the context is in the message
-    model.load_state_dict(weights, strict=True)
-    return model
-
-
 class FromCheckpoint(BackboneHead):
     """The backbone of a checkpointed lit_deep model (a copy) with a new head: :func:`transfer` for YAML recipes.
 
     ``model: {class_path: lit_deep.models.FromCheckpoint, init_args: {checkpoint: runs/pretext/last.ckpt,
     num_classes: 10}}``. The checkpoint is one written by ``lit-deep fit`` for a lit_deep LightningModule
-    (Classifier, AutoencoderModule, RotationPretext); see :func:`load_checkpoint_model`. Checkpoints of the new
-    model describe its layers, so they reload without the source checkpoint.
+    (Classifier, AutoencoderModule, RotationPretext), read by :func:`~lit_deep.models.read_checkpoint`. Checkpoints of
+    the new model describe its layers, so they reload without the source checkpoint.
 
     Args:
         checkpoint: path of the source checkpoint.
@@ -173,7 +127,6 @@ class FromCheckpoint(BackboneHead):
         seed: int | None = None,
     ) -> None:
         check_int("num_classes", num_classes, minimum=1)
-        model = transfer(
-            load_checkpoint_model(checkpoint), num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed
-        )
+        source = read_checkpoint(checkpoint, require_model=True).model()
+        model = transfer(source, num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed)
         super().__init__(model.backbone, model.head, model.feature_dim)

@@ -6,11 +6,11 @@ module adds its task's ``step``.
 """
 
 from lit_deep.modules._logging import DivergenceError
-from lit_deep.modules._optim import OPTIMIZERS, OptimizerName, build_optimizer, param_groups
+from lit_deep.modules._optim import OPTIMIZERS, OptimizerName
 from lit_deep.modules.autoencoder import AutoencoderModule
 from lit_deep.modules.base import LitDeepModule
 from lit_deep.modules.classifier import Classifier
-from lit_deep.modules.rotation import RotationPretext, rotate_batch
+from lit_deep.modules.rotation import RotationPretext
 
 __all__ = [
     "OPTIMIZERS",
@@ -20,7 +20,4 @@ __all__ = [
     "LitDeepModule",
     "OptimizerName",
     "RotationPretext",
-    "build_optimizer",
-    "param_groups",
-    "rotate_batch",
 ]

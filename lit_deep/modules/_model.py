@@ -8,86 +8,37 @@
   ``model=`` when reloading);
 * the checkpoint does not name LightningCLI's instantiator, so reloading calls the class with plain data and
   :func:`~lit_deep.models.build` alone turns the description into modules;
-* ``load_from_checkpoint`` checks the description against the allow-list and the state dict's shapes before
-  Lightning constructs anything.
+* the checkpoint records the LightningModule class under ``lit_deep_module`` (read by the zoo's export);
+* ``load_from_checkpoint`` reads the file once through :func:`lit_deep.models.read_checkpoint` (allow-list, shapes,
+  structure) before Lightning constructs anything.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import IO, Any
 
 import lightning.pytorch as pl
-import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from lit_deep.models import DescriptionError, build, check_description, describe_or_none
+from lit_deep._warnings import LitDeepWarning
+from lit_deep.models import CheckpointError, build, read_checkpoint
+from lit_deep.models.checkpoint import MODULE_KEY
+from lit_deep.models.description import describe_or_none
+from lit_deep.modules._rng import KEY as RNG_KEY
+from lit_deep.modules._rng import gather_rng_states, set_rng_state
 
-__all__ = ["DescribedModel", "check_checkpoint"]
+__all__ = ["DescribedModel"]
 
 
-def check_checkpoint(checkpoint_path: str | os.PathLike[str] | IO[bytes]) -> None:
-    """Refuse a checkpoint whose model description is not allow-listed or does not fit its weights.
-
-    It is read as data (``weights_only=True``); the model is built on the ``meta`` device only.
-
-    Raises:
-        DescriptionError: naming the checkpoint and the offending entry.
-
-    Example::
-
-        >>> import tempfile
-        >>> path = tempfile.mkdtemp() + "/hostile.ckpt"
-        >>> torch.save({"state_dict": {}, "hyper_parameters": {"model": {"class_path": "os.system"}}}, path)
-        >>> try:
-        ...     check_checkpoint(path)
-        ... except DescriptionError as err:
-        ...     print(str(err).split(" is not")[0].split(": ", 1)[1])
-        model.class_path: 'os.system'
-    """
-    if not isinstance(checkpoint_path, (str, os.PathLike)):
-        return  # a file object: Lightning reads it once; the model argument is then built by build() itself
+def _attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The module's Trainer, or ``None`` when it is not attached to one (Lightning's public property raises)."""
     try:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # not a zip archive (legacy format): mmap is not available
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
-    where = f"checkpoint {os.fspath(checkpoint_path)!r}"
-    for key in _NEVER_SAVED:
-        if isinstance(hparams, dict) and key in hparams:
-            # lit_deep never saves these; LightningCLI would hand them to jsonargparse, which imports by name.
-            raise DescriptionError(f"{where}: hyper-parameter {key!r} is not one lit_deep saves; nothing was run")
-    class_path = hparams.get("_class_path") if isinstance(hparams, dict) else None
-    if class_path is not None and not _imported_module_class(class_path):
-        raise DescriptionError(
-            f"{where}: _class_path {class_path!r} is not a LightningModule of an imported module; nothing was run"
-        )
-    description = hparams.get("model") if isinstance(hparams, dict) else None
-    if description is None:
-        return
-    try:
-        check_description(description)
-        weights = state.get("state_dict") or {}
-        expected = {k.removeprefix("model."): tuple(v.shape) for k, v in weights.items() if k.startswith("model.")}
-        build(description, expected, f"the weights in {os.fspath(checkpoint_path)}")
-    except DescriptionError as err:
-        raise DescriptionError(f"{where}: {err}") from None  # the context is in the message
-
-
-#: hyper-parameters a lit_deep checkpoint never holds (stripped on save, or ignored) and that name code to import.
-_NEVER_SAVED = ("_instantiator", "schedule")
-
-
-def _imported_module_class(path: Any) -> bool:
-    """Whether ``path`` names a LightningModule subclass of a module already imported (looked up, not imported)."""
-    if not isinstance(path, str) or "." not in path:
-        return False
-    module_name, _, name = path.rpartition(".")
-    module = sys.modules.get(module_name)
-    cls = getattr(module, name, None) if module is not None else None
-    return isinstance(cls, type) and issubclass(cls, pl.LightningModule)
+        return module.trainer
+    except RuntimeError:
+        return None
 
 
 class DescribedModel(pl.LightningModule):
@@ -126,13 +77,51 @@ class DescribedModel(pl.LightningModule):
             self.hparams.pop("model", None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Drop LightningCLI's instantiator from the saved hyper-parameters: reloading passes plain data."""
+        """Record the module's class and every rank's generator states; drop LightningCLI's instantiator.
+
+        The generator states are gathered from every rank (a collective: Lightning calls this hook on every rank
+        when a checkpoint is written) so that each rank resumes its own dropout masks (:mod:`._rng`).
+        """
+        checkpoint[MODULE_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+        trainer = _attached_trainer(self)
+        if trainer is None:  # saved outside a fit (trainer.save_checkpoint of a connected module): this process
+            checkpoint[RNG_KEY] = gather_rng_states(self.all_gather, 1, self.device)
+        else:
+            checkpoint[RNG_KEY] = gather_rng_states(self.all_gather, trainer.world_size, trainer.strategy.root_device)
         hparams = checkpoint.get("hyper_parameters")
         if isinstance(hparams, dict):
             hparams.pop("_instantiator", None)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore this rank's generator states (saved with the same world size; else one warning, nothing set)."""
+        states = checkpoint.get(RNG_KEY)
+        trainer = _attached_trainer(self)
+        if not isinstance(states, dict) or trainer is None:
+            return
+        saved = int(states["torch"].shape[0])
+        if saved != trainer.world_size:
+            rank_zero_warn(
+                f"checkpoint: generator states saved by {saved} processes, resuming with {trainer.world_size}: "
+                "dropout masks are not restored (resuming is not exact)",
+                category=LitDeepWarning,
+            )
+            return
+        set_rng_state({k: v[trainer.global_rank] for k, v in states.items()}, trainer.strategy.root_device)
+
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path | IO[Any], *args: Any, **kwargs: Any) -> Any:
-        """Lightning's ``load_from_checkpoint``, after :func:`check_checkpoint` (unless ``model=`` is passed)."""
-        check_checkpoint(checkpoint_path)
+        """Lightning's ``load_from_checkpoint``, after :func:`~lit_deep.models.read_checkpoint` checked the file.
+
+        Raises:
+            CheckpointError: one line naming the file when it is unreadable, refused, or holds a model that is not
+                described in it and no ``model=`` was passed.
+        """
+        if isinstance(checkpoint_path, (str, os.PathLike)):
+            found = read_checkpoint(checkpoint_path)
+            if found.description is None and "model" not in kwargs:
+                raise CheckpointError(
+                    f"checkpoint {found.path!r}: the model is not described in the checkpoint (lit_deep cannot "
+                    "describe it, e.g. a transformers or timm model); pass it: "
+                    f"{cls.__name__}.load_from_checkpoint(path, model=...)"
+                )
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)

@@ -239,8 +239,8 @@ class Classifier(LitDeepModule):
         else:
             indices = torch.arange(self._test_seen, self._test_seen + x.shape[0])
         self._test_seen += x.shape[0]
-        probs = mc_predict(self.model, x, self.mc_samples, seed=self._test_seed, enable_dropout=True, indices=indices)
-        probs = probs.probs.to(y.device)  # the labels' device: scores are compared where the batch lives
+        mc = mc_predict(self.model, x, self.mc_samples, seed=self._test_seed, enable_dropout=True, indices=indices)
+        probs = mc.probs.to(y.device)  # the labels' device: scores are compared where the batch lives
         nll = -probs.gather(1, y[:, None]).clamp_min(1e-12).log().squeeze(1)
         acc: Metric = self.test_acc  # type: ignore[assignment]  # set with setattr in __init__
         mean_nll: Metric = self.test_nll  # type: ignore[assignment]

@@ -47,7 +47,8 @@ def index_batches(loader: object) -> list[torch.Tensor] | None:
 
     Example::
 
-        >>> from lit_deep.data import DistributedBatchSampler, TensorBatches
+        >>> from lit_deep.data import DistributedBatchSampler
+        >>> from lit_deep.data._batches import TensorBatches
         >>> data = TensorBatches(torch.zeros(5, 1), torch.zeros(5, dtype=torch.long))
         >>> loader = DataLoader(data, sampler=DistributedBatchSampler(5, 2, num_replicas=2, rank=1), batch_size=None)
         >>> [b.tolist() for b in index_batches(loader)]

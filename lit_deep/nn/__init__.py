@@ -4,7 +4,6 @@ from lit_deep.nn.compression import measure_latency, quantize_dynamic_int8, spar
 from lit_deep.nn.constraints import max_norm_
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.nn.init import (
-    INIT_SCHEMES,
     InitScheme,
     glorot_normal_,
     glorot_uniform_,
@@ -17,7 +16,6 @@ from lit_deep.nn.init import (
 )
 
 __all__ = [
-    "INIT_SCHEMES",
     "InitScheme",
     "MCAlphaDropout",
     "MCDropout",

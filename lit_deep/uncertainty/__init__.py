@@ -15,7 +15,7 @@ from lit_deep.uncertainty.metrics import (
     nll,
     ood_auroc,
 )
-from lit_deep.uncertainty.ood import deterministic_probs, ood_aurocs
+from lit_deep.uncertainty.ood import deterministic_probs
 from lit_deep.uncertainty.plots import (
     calibration_figure,
     reliability_diagram,
@@ -25,13 +25,12 @@ from lit_deep.uncertainty.plots import (
 from lit_deep.uncertainty.predict import mc_predict
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.scores import uncertainty_score
-from lit_deep.uncertainty.selective import adaptive_calibration_error, aurc, fpr_at_tpr, risk_coverage_curve
-from lit_deep.uncertainty.temperature import Temperature, TemperatureScaled, fit_temperature, temperature_from_logits
+from lit_deep.uncertainty.selective import adaptive_calibration_error, aurc, fpr_at_tpr
+from lit_deep.uncertainty.temperature import TemperatureScaled, fit_temperature
 
 __all__ = [
     "Ensemble",
     "MCPrediction",
-    "Temperature",
     "TemperatureScaled",
     "accuracy",
     "adaptive_calibration_error",
@@ -46,11 +45,8 @@ __all__ = [
     "mc_predict",
     "nll",
     "ood_auroc",
-    "ood_aurocs",
     "reliability_diagram",
-    "risk_coverage_curve",
     "risk_coverage_plot",
-    "temperature_from_logits",
     "uncertainty_histogram",
     "uncertainty_score",
 ]

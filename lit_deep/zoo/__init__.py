@@ -9,7 +9,8 @@ transfer-learning form for YAML recipes. Release tooling (export, cards, evaluat
 :mod:`lit_deep.zoo.release`, which this package never imports.
 """
 
-from lit_deep.zoo._hub import ZooDownloadError, ZooIntegrityError
+from lit_deep.zoo._integrity import ZooIntegrityError
+from lit_deep.zoo._transport import ZooDownloadError
 from lit_deep.zoo.api import ZooInfo, classifier, download, info, load
 from lit_deep.zoo.pretrained import Pretrained
 from lit_deep.zoo.registry import REGISTRY, UnknownModelError, ZooEntry, list_models

@@ -64,10 +64,11 @@ def zoo_description(architecture: dict[str, Any], preprocessing: dict[str, Any])
 
 
 def model_description(config: dict[str, Any], where: str = "config.json") -> dict[str, Any]:
-    """The model description a parsed ``config.json`` holds (format 2, or built from format 1).
+    """The model description a parsed ``config.json`` holds (its ``model`` entry, format 2).
 
     Raises:
-        ValueError: for a config with neither ``model`` nor ``architecture`` + ``preprocessing``.
+        ValueError: for a config without a ``model`` description (format 1, ``architecture`` + ``preprocessing``,
+            is no longer read: re-export the folder).
 
     Example::
 
@@ -76,9 +77,10 @@ def model_description(config: dict[str, Any], where: str = "config.json") -> dic
     """
     if isinstance(config.get("model"), dict):
         return config["model"]
-    if isinstance(config.get("architecture"), dict) and isinstance(config.get("preprocessing"), dict):
-        return zoo_description(config["architecture"], config["preprocessing"])
-    raise ValueError(f"{where}: no model description ('model', or 'architecture' and 'preprocessing')")
+    hint = (
+        " (format 1, 'architecture' + 'preprocessing', is not read: re-export it)" if "architecture" in config else ""
+    )
+    raise ValueError(f"{where}: no model description ('model'){hint}")
 
 
 def read_config(path: Path, where: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@ weights are checked against the Hub's own SHA-256 (the LFS ETag). Loading import
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,13 +20,16 @@ from torch import nn
 from lit_deep._validate import check_int
 from lit_deep.models import BackboneHead, DescriptionError, build, transfer
 from lit_deep.zoo._format import model_description, read_config, zoo_description
-from lit_deep.zoo._hub import Fetched, _info, evict, fetch
+from lit_deep.zoo._hub import Fetched, fetch
+from lit_deep.zoo._integrity import ZooIntegrityError, evict, sha256_file
+from lit_deep.zoo._ranks import log_once
+from lit_deep.zoo._transport import FILES
 from lit_deep.zoo.registry import HubReference, ZooEntry, get_entry, parse_reference
 
 if TYPE_CHECKING:
     from lit_deep.modules import Classifier
 
-__all__ = ["ZooInfo", "classifier", "download", "info", "load"]
+__all__ = ["ZooInfo", "classifier", "download", "info", "load", "local_folder"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class ZooInfo:
         repo_id: the Hub repo.
         revision: the revision asked for.
         commit: the commit it resolved to (``None`` for the shipped copy).
-        source: ``"hub"`` or ``"shipped"``.
+        source: ``"hub"``, ``"shipped"`` or ``"local"`` (a folder on disk).
         sha256: the verified SHA-256 of ``model.safetensors``.
         class_names: the outputs' classes (from ``config.json``).
         config: the parsed ``config.json``.
@@ -101,8 +106,30 @@ def _expected_sha(entry: ZooEntry | None, revision: str, sha256: str | None) -> 
     return None
 
 
+def local_folder(name: Any) -> Path | None:
+    """The local zoo folder ``name`` names (a folder holding ``config.json`` and ``model.safetensors``), if any.
+
+    A local folder takes precedence over a Hub repo id of the same spelling (``zoo/mlp.fmnist``), as in
+    ``transformers``' ``from_pretrained``.
+
+    Example::
+
+        >>> local_folder("mlp.fmnist") is None, local_folder("zoo/mlp.fmnist") is not None
+        (True, True)
+    """
+    if not isinstance(name, (str, os.PathLike)) or not str(name):
+        return None
+    folder = Path(name)
+    return folder if all((folder / f).is_file() for f in FILES) else None
+
+
 def _resolve(name: str, revision: str | None, namespace: str | None) -> tuple[HubReference, str]:
     _check_revision(revision)
+    folder = local_folder(name)
+    if folder is not None:
+        if revision is not None:
+            raise ValueError(f"revision: a local folder ({os.fspath(name)!r}) has no revisions, got {revision!r}")
+        return HubReference(os.fspath(name), os.fspath(folder), None, None), "local"
     ref = parse_reference(name, namespace)
     if revision is not None and ref.revision is not None and revision != ref.revision:
         raise ValueError(f"revision: {revision!r} contradicts the revision in the name {name!r}")
@@ -120,7 +147,8 @@ def download(
     """Download (or find in the cache) and verify the files of a zoo model; nothing is deserialised.
 
     Args:
-        name: a zoo name (see :func:`~lit_deep.zoo.list_models`) or a Hub repo id ``owner/name[@revision]``.
+        name: a zoo name (see :func:`~lit_deep.zoo.list_models`), a Hub repo id ``owner/name[@revision]`` or a
+            local zoo folder (see :func:`local_folder`).
         revision: Hub branch, tag or commit; default the registry's pinned revision (``main`` for other repos).
         cache_dir: the Hub cache folder; default huggingface_hub's (``HF_HOME``/``HF_HUB_CACHE``).
         namespace: Hub user or organisation of registered names; default ``$LIT_DEEP_HUB_NAMESPACE``, else
@@ -144,6 +172,13 @@ def download(
         ValueError: revision: expected a branch, tag or commit name, got ''
     """
     ref, rev = _resolve(name, revision, namespace)
+    folder = local_folder(name)
+    if folder is not None:  # a folder written by save_pretrained (or a zoo checkout): read where it is
+        weights = folder / "model.safetensors"
+        digest = sha256_file(weights)
+        if sha256 is not None and digest != sha256:
+            raise ZooIntegrityError(f"{weights}: SHA-256 {digest[:12]}... is not the expected {sha256[:12]}...")
+        return Fetched(folder / "config.json", weights, "local", None, digest)
     expected = _expected_sha(ref.entry, rev, sha256)
     return fetch(ref.name, ref.repo_id, rev, cache_dir, expected, shipped=ref.entry is not None)
 
@@ -192,8 +227,9 @@ def load(
     before fine-tuning it yourself (:func:`classifier` does it for you).
 
     Args:
-        name: a zoo name (``lit-deep zoo list``) or a Hub repo id ``owner/name[@revision]`` (``hf-hub:`` prefix
-            allowed) holding a lit_deep ``config.json`` and ``model.safetensors``.
+        name: a zoo name (``lit-deep zoo list``), a Hub repo id ``owner/name[@revision]`` (``hf-hub:`` prefix
+            allowed) holding a lit_deep ``config.json`` and ``model.safetensors``, or a local folder holding them
+            (what :func:`lit_deep.zoo.release.save_pretrained` writes; see :func:`local_folder`).
         num_classes: give the model a fresh head with this many outputs (backbone pretrained, head new): the
             starting point of transfer learning (:func:`lit_deep.models.transfer`). ``None`` keeps the head.
         revision: Hub branch, tag or commit; default the registry's pinned revision (``main`` for other repos).
@@ -222,7 +258,8 @@ def load(
     """
     check_int("num_classes", num_classes, minimum=1, optional=True)
     ref, rev = _resolve(name, revision, namespace)
-    fetched = download(name, revision=rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
+    local = rev == "local"  # a folder on disk: it has no revision to pass on
+    fetched = download(name, revision=None if local else rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
     pinned = ref.entry is not None and rev == ref.entry.revision and sha256 is None
     config, description = _description(fetched, ref, rev, pinned)
     weights = str(fetched.weights)
@@ -237,8 +274,10 @@ def load(
         ) from err
     if not isinstance(model, BackboneHead):
         raise DescriptionError(f"{ref.name}: config.json describes a {type(model).__name__}, not a zoo model")
-    if ref.entry is None:
-        _info(f"lit_deep.zoo: {ref.repo_id}@{rev} resolved to commit {fetched.commit} (SHA-256 {fetched.sha256[:12]})")
+    if ref.entry is None and fetched.source != "local":
+        log_once(
+            f"lit_deep.zoo: {ref.repo_id}@{rev} resolved to commit {fetched.commit} (SHA-256 {fetched.sha256[:12]})"
+        )
     temperature = config.get("temperature") if calibrated and num_classes is None else None
     if temperature is not None:
         fold_temperature(model, temperature)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from lit_deep.models import BackboneHead, load_checkpoint_model, transfer
+from lit_deep.models import BackboneHead, read_checkpoint, transfer
 
 __all__ = ["Pretrained", "load_source"]
 
@@ -29,7 +29,7 @@ def load_source(source: str, revision: str | None = None) -> BackboneHead:
     if not isinstance(source, str) or not source:
         raise ValueError(f"name: expected a zoo name, a Hub repo id or a checkpoint path, got {source!r}")
     if source.endswith(".ckpt") or os.path.isfile(source):
-        model = load_checkpoint_model(source)
+        model = read_checkpoint(source, require_model=True).model()
         if not isinstance(model, BackboneHead):
             raise ValueError(f"name: the model in {source!r} has no backbone/head")
         return model

@@ -311,6 +311,18 @@ class HubReference:
     entry: ZooEntry | None
 
 
+def is_repo_id(text: Any) -> bool:
+    """Whether ``text`` is a Hub repo id ``owner/name`` (the one rule for repo ids in lit_deep).
+
+    Example::
+
+        >>> is_repo_id("you/fmnist-cnn"), is_repo_id("no-owner"), is_repo_id("a/../b")
+        (True, False, False)
+    """
+    parts = text.split("/") if isinstance(text, str) else []
+    return len(parts) == 2 and all(_REPO_PART.match(p) and ".." not in p for p in parts)
+
+
 def parse_reference(name: str, namespace: str | None = None) -> HubReference:
     """Resolve a zoo name or a Hub repo id (``owner/name``, optional ``@revision``, optional ``hf-hub:``).
 
@@ -330,8 +342,7 @@ def parse_reference(name: str, namespace: str | None = None) -> HubReference:
         return HubReference(name, entry.repo_id(namespace), None, entry)
     text = name.removeprefix("hf-hub:") if isinstance(name, str) else ""
     repo_id, _, revision = text.partition("@")
-    parts = repo_id.split("/")
-    if len(parts) == 2 and all(_REPO_PART.match(p) and ".." not in p for p in parts) and (revision or "@" not in text):
+    if is_repo_id(repo_id) and (revision or "@" not in text):
         return HubReference(repo_id, repo_id, revision or None, None)
     get_entry(name)  # raises UnknownModelError with suggestions
     raise AssertionError("unreachable")  # pragma: no cover

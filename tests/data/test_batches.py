@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from lit_deep.data import DistributedBatchSampler, TensorBatches
+from lit_deep.data import DistributedBatchSampler
+from lit_deep.data._batches import TensorBatches
 
 
 def _indices(batch, size):
@@ -83,9 +84,8 @@ def test_errors():
         TensorBatches(torch.zeros(5, 2), torch.zeros(4))
 
 
-def test_old_name_is_a_deprecated_alias() -> None:
+def test_the_old_name_is_gone() -> None:
     import lit_deep.data
 
-    with pytest.warns(DeprecationWarning, match="renamed DistributedBatchSampler"):
-        old = lit_deep.data.BatchSampler
-    assert old is DistributedBatchSampler
+    with pytest.raises(AttributeError, match="has no attribute 'BatchSampler'"):
+        lit_deep.data.BatchSampler  # noqa: B018

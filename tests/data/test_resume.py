@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import random
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -66,18 +68,19 @@ def test_mid_epoch_resume_with_augmentation_and_one_cycle_is_bitwise(make_fmnist
         assert torch.equal(resumed[name], value), name
 
 
-def test_datamodule_state_holds_the_position_the_generators_and_loads_weights_only(tiny_fmnist, tmp_path):
+def test_datamodule_state_holds_the_position_and_leaves_the_global_generators_alone(tiny_fmnist, tmp_path):
     dm = FashionMNISTDataModule(str(tiny_fmnist.path), val_size=10, batch_size=8, augment=True)
     dm.setup("fit")
     batches = iter(dm.train_dataloader())
     next(batches)
     torch.save(dm.state_dict(), tmp_path / "state.pt")
     expected = [x for x, _ in batches]
-    draw = torch.rand(3)
     fresh = FashionMNISTDataModule(str(tiny_fmnist.path), val_size=10, batch_size=8, augment=True)
     fresh.setup("fit")
+    before = (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
     fresh.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
-    assert torch.equal(torch.rand(3), draw)  # the global generator is back where it was when saved
+    assert torch.equal(torch.random.get_rng_state(), before[0])  # the process's generators are not the data's
+    assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
     resumed = [x for x, _ in fresh.train_dataloader()]
     assert len(resumed) == len(expected) == 6  # 50 images, batch 8: 7 batches, one consumed
     for a, b in zip(resumed, expected, strict=True):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_deep.experiments import TransferConfig, build_models, run_transfer
+from lit_deep.experiments import TransferConfig, run_transfer
 from lit_deep.experiments.demo import main as demo_main
 from lit_deep.experiments.demo import parser
-from lit_deep.experiments.transfer import summarize
+from lit_deep.experiments.transfer import build_models, summarize
 from lit_deep.models import MLP
 
 

@@ -4,17 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from lit_deep.models import (
-    CNN,
-    MLP,
-    Autoencoder,
-    BackboneHead,
-    build,
-    describe,
-    make_activation,
-    make_dropout,
-    transfer,
-)
+from lit_deep.models import CNN, MLP, Autoencoder, BackboneHead, build, describe, make_activation, transfer
+from lit_deep.models._base import make_dropout
 
 
 def test_backbone_head_is_head_of_backbone():

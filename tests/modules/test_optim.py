@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from lit_deep.models import MLP
-from lit_deep.modules import OPTIMIZERS, build_optimizer, param_groups
-from lit_deep.modules._optim import penalised_weights
+from lit_deep.modules import OPTIMIZERS
+from lit_deep.modules._optim import build_optimizer, param_groups, penalised_weights
 
 # The book's (Keras's) settings, written out: name -> (class, expected defaults).
 BOOK = {

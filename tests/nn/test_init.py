@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from lit_deep.nn import (
-    INIT_SCHEMES,
     glorot_normal_,
     glorot_uniform_,
     he_normal_,
@@ -15,6 +14,7 @@ from lit_deep.nn import (
     lecun_uniform_,
     variance_scaling_,
 )
+from lit_deep.nn.init import INIT_SCHEMES
 
 TRUNC = 0.87962566103423978  # std of a unit normal truncated to [-2, 2]
 FAN_IN, FAN_OUT = 1250, 800  # a (800, 1250) Linear weight: fan_avg = 1025

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from lit_deep.models import MLP
-from lit_deep.uncertainty import deterministic_probs, mc_predict, ood_aurocs
+from lit_deep.uncertainty import deterministic_probs, mc_predict
+from lit_deep.uncertainty.ood import ood_aurocs
 
 
 def test_deterministic_probs_turn_mc_layers_off_and_restore():

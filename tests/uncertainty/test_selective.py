@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from lit_deep.uncertainty import adaptive_calibration_error, aurc, fpr_at_tpr, risk_coverage_curve
+from lit_deep.uncertainty import adaptive_calibration_error, aurc, fpr_at_tpr
+from lit_deep.uncertainty.selective import risk_coverage_curve
 
 
 def _data(n=500, c=4, seed=0):

@@ -8,15 +8,8 @@ from lit_deep import Classifier
 from lit_deep.callbacks import TemperatureScaling
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
-from lit_deep.uncertainty import (
-    Temperature,
-    TemperatureScaled,
-    expected_calibration_error,
-    fit_temperature,
-    mc_predict,
-    nll,
-    temperature_from_logits,
-)
+from lit_deep.uncertainty import TemperatureScaled, expected_calibration_error, fit_temperature, mc_predict, nll
+from lit_deep.uncertainty.temperature import Temperature, temperature_from_logits
 
 
 def _overconfident(seed=0, n=2000):

@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from lit_deep.models import build
-from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file
+from lit_deep.zoo._hub import SHIPPED_DIR_ENV
+from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import NAMESPACE_ENV, REGISTRY, PreprocessingSpec, ZooEntry
 from lit_deep.zoo.release.cards import config_dict, write_repo_files
 from tests.zoo.hub_server import HubServer

@@ -63,18 +63,11 @@ def _format_1(tiny_zoo: TinyZoo) -> dict:
     return config
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_config_that_disagrees_with_the_registry_is_refused(
-    version: int, hub: HubServer, tiny_zoo: TinyZoo, cache: str
-) -> None:
-    if version == 1:
-        config = _format_1(tiny_zoo)
-        config["architecture"]["init_args"]["activation"] = "tanh"  # same shapes, another network
-    else:
-        config = json.loads((tiny_zoo.folder / "config.json").read_text())
-        layers = config["model"]["parts"]["backbone"]["init_args"]["modules"]
-        assert layers[3]["class_path"] == "torch.nn.ReLU"
-        layers[3] = {"class_path": "torch.nn.Tanh", "init_args": {}}  # same shapes, another network
+def test_config_that_disagrees_with_the_registry_is_refused(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    config = json.loads((tiny_zoo.folder / "config.json").read_text())
+    layers = config["model"]["parts"]["backbone"]["init_args"]["modules"]
+    assert layers[3]["class_path"] == "torch.nn.ReLU"
+    layers[3] = {"class_path": "torch.nn.Tanh", "init_args": {}}  # same shapes, another network
     hub.state.repos[f"lit-deep/{TINY}"]["config.json"] = json.dumps(config).encode()
     with pytest.raises(ValueError, match=r"mlp\.tiny: the model in config.json from the hub copy .* differs from the "):
         zoo.load(TINY, cache_dir=cache)
@@ -83,12 +76,12 @@ def test_config_that_disagrees_with_the_registry_is_refused(
     assert zoo.load(TINY, cache_dir=cache).zoo_info.config["lit_deep_zoo_format"] == 2
 
 
-def test_format_1_config_still_loads(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+def test_format_1_config_is_refused_with_a_hint(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
     hub.state.repos[f"lit-deep/{TINY}"]["config.json"] = json.dumps(_format_1(tiny_zoo)).encode()
-    model = zoo.load(TINY, cache_dir=cache)
-    assert model.zoo_info.config["lit_deep_zoo_format"] == 1
-    for key, value in tiny_zoo.state.items():
-        assert torch.equal(model.state_dict()[key], value), key
+    with pytest.raises(
+        ValueError, match=r"no model description \('model'\) \(format 1, .* is not read: re-export it\)"
+    ):
+        zoo.load(TINY, cache_dir=cache)
 
 
 def test_any_hub_repo_in_the_zoo_format_loads(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.ddp
 
 # Registers the test's tiny entry from entry.json (the subprocesses do not see pytest's monkeypatching).
 _PRELUDE = """
-import json, os, sys
+import json, logging, os, sys
 from pathlib import Path
+logging.basicConfig(level=logging.INFO, format="%(message)s")  # the application shows lit_deep.zoo's records
 import torch
 from safetensors.torch import save_file
 from lit_deep import zoo

@@ -1,4 +1,4 @@
-"""``export_checkpoint``: a Lightning checkpoint becomes a zoo folder that computes exactly what the run did."""
+"""``save_pretrained`` of a registered model: a checkpoint becomes a zoo folder that computes what the run did."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP, Autoencoder, build
 from lit_deep.modules import AutoencoderModule
 from lit_deep.zoo import REGISTRY, ZooEntry
-from lit_deep.zoo._hub import sha256_file
+from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import PreprocessingSpec
 from lit_deep.zoo.release.cards import config_dict
-from lit_deep.zoo.release.export import export_checkpoint, registry_snippet
+from lit_deep.zoo.release.export import registry_snippet, save_pretrained
 from tests.conftest import FakeFMNIST, write_fake_fmnist
 
 ENTRY = ZooEntry(
@@ -71,7 +71,7 @@ def test_export_keeps_the_training_time_standardisation(
     dm = FashionMNISTDataModule(str(data.path), standardize=True, val_size=20, batch_size=20)
     module = Classifier(MLP(hidden=(16,), num_classes=10, seed=0))
     ckpt = _fit(module, dm, tmp_path)
-    result = export_checkpoint(ENTRY.name, ckpt, tmp_path / "out" / ENTRY.name, data_dir=str(data.path))
+    result = save_pretrained(ckpt, tmp_path / "out" / ENTRY.name, name=ENTRY.name, data_dir=str(data.path))
     weights = tmp_path / "out" / ENTRY.name / "model.safetensors"
     assert result.sha256 == sha256_file(weights)
     assert set(result.metrics) == {"test_acc", "test_nll", "test_ece"}
@@ -91,7 +91,7 @@ def test_export_of_an_autoencoder_reports_reconstruction_errors(
     monkeypatch.setitem(REGISTRY, AE_ENTRY.name, AE_ENTRY)
     dm = FashionMNISTDataModule(str(data.path), val_size=20, batch_size=20)
     ckpt = _fit(AutoencoderModule(Autoencoder(hidden=(16, 4), seed=0)), dm, tmp_path)
-    result = export_checkpoint(AE_ENTRY.name, ckpt, tmp_path / "out" / AE_ENTRY.name, data_dir=str(data.path))
+    result = save_pretrained(ckpt, tmp_path / "out" / AE_ENTRY.name, name=AE_ENTRY.name, data_dir=str(data.path))
     assert set(result.metrics) == {"test_mse", "test_bce"}
     assert 0 < result.metrics["test_mse"] < 1
 
@@ -101,10 +101,10 @@ def test_export_refuses_another_architecture(data: FakeFMNIST, tmp_path: Path, m
     dm = FashionMNISTDataModule(str(data.path), standardize=True, val_size=20, batch_size=20)
     ckpt = _fit(Classifier(MLP(hidden=(12,), num_classes=10, seed=0)), dm, tmp_path)
     with pytest.raises(ValueError, match="ckpt: the checkpoint's architecture"):
-        export_checkpoint(ENTRY.name, ckpt, tmp_path / "out", data_dir=str(data.path))
+        save_pretrained(ckpt, tmp_path / "out", name=ENTRY.name, data_dir=str(data.path))
     raw = FashionMNISTDataModule(str(data.path), standardize=False, val_size=20, batch_size=20)
     ckpt = _fit(Classifier(MLP(hidden=(16,), num_classes=10, seed=0)), raw, tmp_path)
     with pytest.raises(ValueError, match="ckpt: the run's data had standardize=False, mlp.exporttest needs True"):
-        export_checkpoint(ENTRY.name, ckpt, tmp_path / "out", data_dir=str(data.path))
-    with pytest.raises(FileNotFoundError, match="ckpt: no checkpoint at"):
-        export_checkpoint(ENTRY.name, tmp_path / "missing.ckpt", tmp_path / "out")
+        save_pretrained(ckpt, tmp_path / "out", name=ENTRY.name, data_dir=str(data.path))
+    with pytest.raises(ValueError, match="missing.ckpt.: no such file"):
+        save_pretrained(tmp_path / "missing.ckpt", tmp_path / "out", name=ENTRY.name)

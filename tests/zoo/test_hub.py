@@ -10,7 +10,8 @@ import torch
 
 from lit_deep import zoo
 from lit_deep.zoo import ZooDownloadError, ZooIntegrityError
-from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file
+from lit_deep.zoo._hub import SHIPPED_DIR_ENV
+from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import NAMESPACE_ENV
 from tests.zoo.conftest import TINY, TinyZoo
 from tests.zoo.hub_server import COMMIT, HubServer

@@ -13,8 +13,8 @@ import torch
 
 from lit_deep import Classifier, zoo
 from lit_deep.data import FashionMNISTDataModule
-from lit_deep.models import MLP, describe
-from lit_deep.zoo.release import cli, push
+from lit_deep.models import MLP, describe, read_checkpoint
+from lit_deep.zoo.release import cli, push, save_pretrained
 from tests.conftest import FakeFMNIST
 from tests.zoo.hub_server import HubServer
 
@@ -102,3 +102,38 @@ def test_push_without_a_token_is_one_clear_line(
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "HF_TOKEN" in err
+
+
+def test_save_pretrained_writes_a_folder_that_loads_locally_then_pushes_as_is(
+    hub: HubServer, tiny_fmnist: FakeFMNIST, tmp_path: Path
+) -> None:
+    clf, dm = _trained(tiny_fmnist, tmp_path, standardize=True)
+    folder = tmp_path / "my-mlp"
+    result = save_pretrained(clf, folder, datamodule=dm, data_dir=str(tiny_fmnist.path))
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert result.folder == folder and len(result.sha256) == 64
+    local = zoo.load(str(folder))  # a local folder, not read as the repo id "<tmp>/my-mlp"
+    assert local.zoo_info.source == "local" and local.zoo_info.sha256 == result.sha256
+    raw = tiny_fmnist.test_images[:4]
+    clf.eval()
+    assert dm.mean is not None and dm.std is not None
+    assert torch.allclose(local(raw), clf((raw.float().div(255).unsqueeze(1) - dm.mean) / dm.std), atol=1e-5)
+    with pytest.raises(ValueError, match="revision: a local folder .* has no revisions"):
+        zoo.load(str(folder), revision="main")
+
+    commit = push(folder, "you/from-folder")  # the folder is uploaded as written
+    assert hub.state.repos["you/from-folder"]["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+    assert zoo.load("you/from-folder").zoo_info.commit == commit
+
+
+def test_checkpoint_records_its_module_class_and_export_reads_it_once(tiny_fmnist: FakeFMNIST, tmp_path: Path) -> None:
+    _trained(tiny_fmnist, tmp_path, standardize=False)
+    found = read_checkpoint(tmp_path / "run.ckpt", require_model=True)
+    assert found.module_class == "lit_deep.modules.classifier.Classifier"
+    saved = torch.load(tmp_path / "run.ckpt", weights_only=True)
+    del saved["lit_deep_module"]
+    torch.save(saved, tmp_path / "anonymous.ckpt")
+    with pytest.raises(
+        ValueError, match=r"anonymous.ckpt': records no lit_deep LightningModule \(lit_deep_module: None\)"
+    ):
+        save_pretrained(tmp_path / "anonymous.ckpt", tmp_path / "out", data_dir=str(tiny_fmnist.path))

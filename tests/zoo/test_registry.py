@@ -10,7 +10,8 @@ import torch
 from lit_deep import zoo
 from lit_deep.models import Preprocess
 from lit_deep.zoo import REGISTRY
-from lit_deep.zoo._hub import SHIPPED_DIR_ENV, sha256_file, shipped_copy
+from lit_deep.zoo._hub import SHIPPED_DIR_ENV, shipped_copy
+from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import NAMESPACE_ENV, PreprocessingSpec
 from lit_deep.zoo.release.evaluate import classification_metrics, evaluate
 

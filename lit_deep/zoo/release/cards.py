@@ -14,7 +14,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from lit_deep._io import write_package_folder
 from lit_deep.zoo._format import FORMAT, zoo_description
-from lit_deep.zoo._hub import sha256_file
+from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import ZooEntry
 
 __all__ = [

@@ -10,9 +10,11 @@ from pathlib import Path
 
 from huggingface_hub.errors import HfHubHTTPError
 
-from lit_deep.zoo._hub import SOURCE_ZOO_DIR, ZooDownloadError, ZooIntegrityError
+from lit_deep.zoo._hub import SOURCE_ZOO_DIR
+from lit_deep.zoo._integrity import ZooIntegrityError
+from lit_deep.zoo._transport import ZooDownloadError
 from lit_deep.zoo.api import download, info
-from lit_deep.zoo.registry import REGISTRY, UnknownModelError, list_models
+from lit_deep.zoo.registry import REGISTRY, UnknownModelError, get_entry, list_models
 
 __all__ = ["main"]
 
@@ -38,36 +40,38 @@ def _download(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from lit_deep.zoo.release import push_checkpoint, push_registered
+    from lit_deep.zoo.release.push import push
 
     if (args.name is None) == (args.checkpoint is None):
         raise ValueError("push: give either a registered NAME or --checkpoint PATH (not both)")
+    source = args.checkpoint if args.checkpoint is not None else args.name
+    oid = push(
+        source,
+        args.repo_id,
+        data_dir=args.data_dir,
+        folder=args.folder,
+        private=args.private,
+        token=args.token,
+        commit_message=args.message,
+    )
     if args.checkpoint is not None:
-        oid = push_checkpoint(
-            args.checkpoint,
-            args.repo_id,
-            data_dir=args.data_dir,
-            private=args.private,
-            token=args.token,
-            commit_message=args.message,
-        )
         print(f"{args.checkpoint}: uploaded to {args.repo_id} (commit {oid}); load it with zoo.load({args.repo_id!r})")
-        return 0
-    oid = push_registered(args.name, args.repo_id, args.folder, args.private, args.token, args.message)
-    print(f"{args.name}: uploaded to {args.repo_id} (commit {oid}); pin it as the registry entry's revision")
+    else:
+        print(f"{args.name}: uploaded to {args.repo_id} (commit {oid}); pin it as the registry entry's revision")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from lit_deep.zoo.release import export_checkpoint, registry_snippet
+    from lit_deep.zoo.release.export import registry_snippet, save_pretrained
 
-    result = export_checkpoint(args.name, args.ckpt, Path(args.out) / args.name, data_dir=args.data_dir)
+    get_entry(args.name)  # export is for registered models (UnknownModelError lists the close names)
+    result = save_pretrained(args.ckpt, Path(args.out) / args.name, name=args.name, data_dir=args.data_dir)
     print(registry_snippet(args.name, result))
     return 0
 
 
 def _cards(args: argparse.Namespace) -> int:
-    from lit_deep.zoo.release import check_repo_files, write_repo_files
+    from lit_deep.zoo.release.cards import check_repo_files, write_repo_files
 
     root = Path(args.out)
     problems: list[str] = []

@@ -1,7 +1,7 @@
 """Packaging a trained model in the zoo format: ``model.safetensors``, ``config.json``, ``README.md``.
 
 ``lit-deep zoo export NAME --ckpt PATH`` writes a registered model's folder from its recipe's checkpoint and prints
-the registry fields to paste; :func:`package_checkpoint` / :func:`package_module` do the same for any lit_deep
+the registry fields to paste; :func:`package_checkpoint` / :func:`_package_module` do the same for any lit_deep
 model, which :mod:`lit_deep.zoo.release.push` then publishes. The preprocessing the run used (the DataModule's
 standardisation, saved in the checkpoint) becomes the model's first layer, so the package takes raw images.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,17 @@ from safetensors.torch import save
 from torch import nn
 
 from lit_deep._io import write_package_folder
+from lit_deep._validate import check_path
 from lit_deep.data.fashion_mnist import CLASS_NAMES
-from lit_deep.models import BackboneHead, Preprocess, describe
+from lit_deep.models import BackboneHead, CheckpointError, Preprocess, describe, read_checkpoint
+from lit_deep.models.checkpoint import MODULE_KEY
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
-from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry, get_entry
+from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, get_entry
 from lit_deep.zoo.release.cards import repo_files
 from lit_deep.zoo.release.evaluate import evaluate
 
-__all__ = [
-    "ExportResult",
-    "export_checkpoint",
-    "package_checkpoint",
-    "package_module",
-    "registry_snippet",
-    "write_package",
-]
+__all__ = ["ExportResult", "package", "registry_snippet", "save_pretrained"]
 
 #: MC samples the metrics of a model with always-on MC dropout layers average.
 MC_SAMPLES = 100
@@ -68,7 +64,7 @@ def _class_names(task: str, b_classes: Any) -> tuple[str, ...]:
     return CLASS_NAMES
 
 
-def package_module(
+def _package_module(
     module: Any,
     name: str,
     data_hparams: dict[str, Any] | None = None,
@@ -154,40 +150,48 @@ def _statistics(
     return dm.mean.clone(), dm.std.clone()
 
 
-def package_checkpoint(
-    ckpt: str | Path, name: str, data_dir: str | None = None, load_name: str = ""
+def _package_checkpoint(
+    ckpt: str | os.PathLike[str], name: str, data_dir: str | None = None, load_name: str = ""
 ) -> tuple[BackboneHead, ZooEntry, dict[str, Any]]:
-    """:func:`package_module` for a checkpoint written by ``lit-deep fit`` (read as data, model allow-listed).
+    """:func:`_package_module` for a checkpoint written by ``lit-deep fit`` (read as data, model allow-listed).
 
     Returns:
         ``(model, entry, data_hparams)``.
 
+    The file is read once, by :func:`lit_deep.models.read_checkpoint`; the LightningModule class is the one the
+    checkpoint records (``lit_deep_module``), looked up in a fixed table of lit_deep's modules.
+
     Raises:
-        FileNotFoundError: for a missing checkpoint.
+        CheckpointError: for a missing, unreadable or refused checkpoint, or one that records no lit_deep module.
 
     Example::
 
-        >>> package_checkpoint("missing.ckpt", "x")
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: ckpt: no checkpoint at missing.ckpt
+        >>> try:
+        ...     _package_checkpoint("missing.ckpt", "x")
+        ... except ValueError as err:
+        ...     print(err)
+        checkpoint 'missing.ckpt': no such file
     """
-    if not Path(ckpt).is_file():
-        raise FileNotFoundError(f"ckpt: no checkpoint at {ckpt}")
-    from lit_deep.modules import AutoencoderModule, Classifier
-    from lit_deep.modules._model import check_checkpoint
+    from lit_deep.modules import AutoencoderModule, Classifier, RotationPretext
 
-    check_checkpoint(str(ckpt))  # before anything is built from it
-    saved = torch.load(str(ckpt), map_location="cpu", weights_only=True)
-    hparams = dict(saved.get("datamodule_hyper_parameters") or {})
-    module_cls = AutoencoderModule if "loss" in (saved.get("hyper_parameters") or {}) else Classifier
-    module = module_cls.load_from_checkpoint(str(ckpt), map_location="cpu")
+    found = read_checkpoint(ckpt, require_model=True)
+    table = {f"{c.__module__}.{c.__qualname__}": c for c in (Classifier, AutoencoderModule, RotationPretext)}
+    module_cls = table.get(found.module_class or "")
+    if module_cls is None:
+        raise CheckpointError(
+            f"checkpoint {found.path!r}: records no lit_deep LightningModule ({MODULE_KEY}: {found.module_class!r}); "
+            f"export takes checkpoints written by {', '.join(c.__name__ for c in table.values())}"
+        )
+    init_args = {k: v for k, v in found.hparams.items() if not k.startswith("_") and k != "model"}
+    module = module_cls(found.model(), **init_args)
+    hparams = dict(found.datamodule_hparams)
+    saved = found.raw
     training = f"Trained with lit_deep; exported from the checkpoint `{Path(ckpt).name}`." if load_name else ""
-    model, entry = package_module(module, name, hparams, _statistics(saved, hparams, data_dir), load_name, training)
+    model, entry = _package_module(module, name, hparams, _statistics(saved, hparams, data_dir), load_name, training)
     return model, entry, hparams
 
 
-def write_package(
+def _write_package(
     model: nn.Module,
     entry: ZooEntry,
     folder: str | Path,
@@ -226,22 +230,18 @@ def _task_b_data(data_dir: str | None, test_args: dict[str, Any]) -> tuple[torch
     return load_test_split("B", data_dir, **args)
 
 
-def export_checkpoint(name: str, ckpt: str | Path, folder: str | Path, data_dir: str | None = None) -> ExportResult:
+def _export_registered(
+    name: str, ckpt: str | os.PathLike[str], folder: str | Path, data_dir: str | None = None
+) -> ExportResult:
     """Export the checkpoint ``ckpt`` of the registered zoo model ``name`` into ``folder`` and measure it.
 
     Raises:
-        ValueError: for an unknown name, or a checkpoint whose architecture or data differ from the registry's.
-        FileNotFoundError: for a missing checkpoint.
+        ValueError: for an unknown name, or a checkpoint whose architecture or data differ from the registry's, or
+            a missing or unreadable checkpoint.
 
-    Example::
-
-        >>> export_checkpoint("cnn.fmnist", "missing.ckpt", "out")
-        Traceback (most recent call last):
-        ...
-        FileNotFoundError: ckpt: no checkpoint at missing.ckpt
     """
     registered = get_entry(name)
-    model, entry, hparams = package_checkpoint(ckpt, name, data_dir)
+    model, entry, hparams = _package_checkpoint(ckpt, name, data_dir)
     for key, expected in (
         ("task", registered.task),
         ("standardize", registered.preprocessing.standardize == "per_pixel"),
@@ -253,7 +253,7 @@ def export_checkpoint(name: str, ckpt: str | Path, folder: str | Path, data_dir:
         raise ValueError(
             f"ckpt: the checkpoint's architecture {entry.architecture} is not {name}'s {registered.architecture}"
         )
-    result, _ = write_package(model, registered, folder, data_dir)
+    result, _ = _write_package(model, registered, folder, data_dir)
     return result
 
 
@@ -272,3 +272,92 @@ def registry_snippet(name: str, result: ExportResult) -> str:
         f"    metrics={result.metrics!r},\n"
         f"    extra_metrics={result.extra_metrics!r},"
     )
+
+
+def _module_package(
+    module: Any, name: str, datamodule: Any = None, load_name: str = "", training: str = ""
+) -> tuple[BackboneHead, ZooEntry, dict[str, Any]]:
+    """:func:`_package_module` for a LightningModule in memory, its data read from ``datamodule`` (or its trainer's)."""
+    if datamodule is None:
+        try:
+            datamodule = module.trainer.datamodule  # Lightning's property raises when no Trainer is attached
+        except RuntimeError:
+            datamodule = None
+    hparams = dict(getattr(datamodule, "hparams", {}) or {})
+    stats = None
+    if hparams.get("standardize"):
+        if getattr(datamodule, "mean", None) is None:
+            datamodule.setup("fit")
+        stats = (datamodule.mean, datamodule.std)
+    model, entry = _package_module(module, name, hparams, stats, load_name=load_name, training=training)
+    return model, entry, hparams
+
+
+def package(
+    source: Any, name: str, *, datamodule: Any = None, data_dir: str | None = None, load_name: str = ""
+) -> tuple[BackboneHead, ZooEntry, dict[str, Any]]:
+    """The model of ``source`` (a lit_deep LightningModule or a checkpoint path) with its entry and data settings.
+
+    Raises:
+        ValueError: for a source that is neither (one line naming it).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return _package_checkpoint(source, name, data_dir, load_name=load_name)
+    if not isinstance(getattr(source, "model", None), nn.Module):
+        raise ValueError(
+            f"source: expected a lit_deep LightningModule (Classifier, AutoencoderModule) or a checkpoint path, got "
+            f"{type(source).__name__}"
+        )
+    training = "Trained with lit_deep and published with `lit_deep.zoo.release.push`." if load_name else ""
+    return _module_package(source, name, datamodule, load_name, training)
+
+
+def save_pretrained(
+    source: Any,
+    folder: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    repo_id: str | None = None,
+    datamodule: Any = None,
+    data_dir: str | None = None,
+) -> ExportResult:
+    """Write a trained model as a zoo folder: ``model.safetensors``, ``config.json`` and a measured model card.
+
+    The folder loads with ``lit_deep.zoo.load(folder)`` (and, once uploaded, from the Hub); :func:`push` is this
+    plus the upload. The model gets its preprocessing as first layer (the run's standardisation), is measured on
+    the test split of the run's task (accuracy, NLL, ECE; MC-dropout models average 100 passes), and the three
+    files are replaced together (a reader sees the old package or the new one).
+
+    Args:
+        source: a trained lit_deep LightningModule (``Classifier``, ``AutoencoderModule``) or the path of a
+            checkpoint written by ``lit-deep fit`` (read as data, model allow-listed).
+        folder: where to write (created; an existing package there is replaced as a unit).
+        name: the model's name on its card (default the folder's name). A registered zoo name (``lit-deep zoo
+            list``) exports that registry entry: the checkpoint must match its architecture and data settings.
+        repo_id: the Hub repo the folder is meant for (``owner/name``): its card then loads it by that id.
+        datamodule: the ``FashionMNISTDataModule`` a module was trained with (default: its trainer's, else task
+            ``full`` without standardisation).
+        data_dir: where the Fashion-MNIST files are.
+
+    Returns:
+        The folder, the weights' SHA-256 and size, and the measured metrics.
+
+    Example::
+
+        >>> try:
+        ...     save_pretrained(object(), "out")
+        ... except ValueError as err:
+        ...     print(str(err).split(",")[0])
+        source: expected a lit_deep LightningModule (Classifier
+    """
+    folder = Path(check_path("folder", folder))
+    if name is not None and name in REGISTRY and repo_id is None:
+        if not isinstance(source, (str, os.PathLike)):
+            raise ValueError(f"source: a registered model ({name}) is exported from its checkpoint path")
+        return _export_registered(name, source, folder, data_dir)
+    load_name = repo_id or ""
+    model, entry, hparams = package(
+        source, name or folder.name, datamodule=datamodule, data_dir=data_dir, load_name=load_name
+    )
+    result, _ = _write_package(model, entry, folder, data_dir, test_args=hparams)
+    return result
