@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lit_deep-installed
 DATA_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test docs lint bench clean
+.PHONY: setup data demo test test-gpu docs lint bench clean
 
 setup: $(STAMP) data
 
@@ -35,6 +35,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# On a machine with a CUDA GPU: the device-generic tests on cuda, then the GPU check script (under 5 minutes).
+test-gpu: setup
+	$(PY) -m pytest -m cuda -p no:cacheprovider
+	$(PY) benchmarks/gpu.py
 
 # The documentation site: MkDocs + Material, the API reference from the docstrings, the tutorials executed at
 # build time under LIT_DEEP_QUICK=1 (set DOCS_QUICK=0 for their full settings); strict: any warning fails.

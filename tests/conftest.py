@@ -24,9 +24,21 @@ def real_data_available() -> bool:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip tests marked ``realdata`` where the real files are not installed."""
+    """Skip tests marked ``realdata`` where the real files are not installed, ``cuda`` where there is no GPU."""
     if item.get_closest_marker("realdata") is not None and not real_data_available():
         pytest.skip(f"the real Fashion-MNIST is not installed in {REAL_DIR}")
+    if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+
+
+#: Every device a device-generic test runs on: the CPU always, CUDA where there is one (marked ``cuda``).
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """A device-generic test's device (``cuda`` skipped without a GPU)."""
+    return torch.device(request.param)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.strategies import DDPStrategy, ParallelStrategy
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, ParallelStrategy, XLAStrategy
 from torch.nn.parallel import DistributedDataParallel
 
 from lit_deep._validate import check_int, check_positive
@@ -85,10 +85,15 @@ def lr_factors(lr_factor: float | Mapping[int, float], epochs: Sequence[int]) ->
 
 
 def check_strategy(trainer: pl.Trainer) -> None:
-    """Refuse a parallel strategy whose wrapper cannot be rebuilt at unfreezing (only DDP's can).
+    """Refuse a parallel strategy whose wrapper cannot be rebuilt at unfreezing (only plain DDP's can).
+
+    DeepSpeed and XLA subclass ``DDPStrategy`` but build their own engines, which a rebuilt DDP wrapper would not
+    reach: they are refused by class, as FSDP and the other parallel strategies are. A DDP strategy with a stateful
+    communication hook (``ddp_comm_state``, e.g. PowerSGD) is refused too: rebuilding the wrapper would register
+    the hook again with the old per-bucket state.
 
     Raises:
-        ValueError: for FSDP, DeepSpeed or another parallel strategy that is not DDP.
+        ValueError: one line naming the strategy and what to use instead.
 
     Example::
 
@@ -96,11 +101,19 @@ def check_strategy(trainer: pl.Trainer) -> None:
         True
     """
     strategy = trainer.strategy
-    if isinstance(strategy, ParallelStrategy) and not isinstance(strategy, DDPStrategy):
+    name = type(strategy).__name__
+    plain_ddp = isinstance(strategy, DDPStrategy) and not isinstance(strategy, (DeepSpeedStrategy, XLAStrategy))
+    if isinstance(strategy, (ParallelStrategy, DeepSpeedStrategy, XLAStrategy)) and not plain_ddp:
         raise ValueError(
-            f"unfreeze_at_epoch: unfreezing under {type(strategy).__name__} is not supported (its wrapper is built "
-            "once, for the parameters that require gradients then); use a single device or strategy='ddp', or "
+            f"unfreeze_at_epoch: unfreezing under {name} is not supported (its wrapper or engine is built once, for "
+            "the parameters that require gradients then); use a single device or strategy='ddp', or "
             "unfreeze_at_epoch=None to freeze only"
+        )
+    # Lightning keeps the hook's state only under this name (DDPStrategy(ddp_comm_state=...)); a test pins it.
+    if plain_ddp and getattr(strategy, "_ddp_comm_state", None) is not None:
+        raise ValueError(
+            "unfreeze_at_epoch: a DDP communication hook with state (ddp_comm_state, e.g. PowerSGD) cannot follow the "
+            "wrapper rebuilt at unfreezing (its per-bucket state is stale); use a stateless hook or none"
         )
 
 

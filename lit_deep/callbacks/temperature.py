@@ -31,12 +31,14 @@ def _gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor
 
 
 class TemperatureScaling(Callback):
-    """Fit one temperature on the validation set when ``fit`` ends; scale the logits in ``test`` and ``predict``.
+    """Fit one temperature on the validation set when training ends; scale the logits in ``test`` and ``predict``.
 
     The LightningModule must hold its network in ``.model`` (as :class:`~lit_deep.Classifier` does). At
-    ``on_fit_end`` the validation logits are computed once (eval mode, dropout off; gathered from every rank
-    under DDP, so all ranks fit the same ``T``) and :func:`~lit_deep.uncertainty.temperature_from_logits`
-    fits ``T``. During ``test`` and ``predict`` ``.model`` is replaced by
+    ``on_train_end`` (on the training device, before Lightning's teardown; inputs in the model's dtype, so
+    ``bf16-true`` works) the validation logits are computed once (eval mode, dropout off; gathered from every rank
+    on the strategy's device under DDP, so all ranks fit the same ``T``) and
+    :func:`~lit_deep.uncertainty.temperature.temperature_from_logits` fits ``T`` (in float32). During ``test`` and
+    ``predict`` ``.model`` is replaced by
     :class:`~lit_deep.uncertainty.TemperatureScaled` (the original is put back at the end), so MC-dropout
     prediction divides the logits of every sample by ``T``.
 
@@ -63,7 +65,9 @@ class TemperatureScaling(Callback):
         self._original: torch.nn.Module | None = None
 
     @override
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not on_fit_end: Lightning runs that after teardown moved the model back to the CPU, where under DDP the
+        # gather would hand CPU tensors to NCCL and on one GPU the validation pass would run on the CPU.
         self.temperature = self._fit(trainer, pl_module)
         if self.verbose:
             rank_zero_info(f"TemperatureScaling: T = {self.temperature:.4f} (fitted on the validation set)")

@@ -12,6 +12,7 @@ step and the likely cause, instead of training on to the end with NaN weights.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Collection, Sequence
 
 import lightning.pytorch as pl
@@ -70,7 +71,8 @@ def log_train_loss(module: pl.LightningModule, loss: torch.Tensor, batch_idx: in
     counts the same steps for a module with one optimizer and automatic optimisation, as the library's are),
     so the loggers see the same rows as with logging on every step; the progress bar and
     ``trainer.callback_metrics`` show the latest logged value. ``log_every_n_steps=1`` logs every step.
-    A NaN or infinite loss raises :class:`DivergenceError` (see :func:`check_finite_loss`).
+    A NaN or infinite loss raises :class:`DivergenceError` (see :func:`check_finite_loss`): at once on the CPU; on
+    an accelerator, with no host sync per step, at the next step that logs (the flag is kept on the device).
 
     Example::
 
@@ -84,12 +86,26 @@ def log_train_loss(module: pl.LightningModule, loss: torch.Tensor, batch_idx: in
         >>> "train_loss" in trainer.callback_metrics
         True
     """
-    check_finite_loss(module, loss, batch_idx)
     trainer = module.trainer
     every: int = getattr(trainer, "log_every_n_steps", 50)  # set on the Trainer by its logger connector, undeclared
     to_loggers = bool(every) and ((trainer.global_step + 1) % every == 0 or trainer.should_stop)
-    if to_loggers or batch_idx + 1 == trainer.num_training_batches:
+    logged = to_loggers or batch_idx + 1 == trainer.num_training_batches
+    if loss.device.type == "cpu":
+        check_finite_loss(module, loss, batch_idx)
+    else:
+        # On an accelerator reading the loss is a host sync: keep a flag on the device and read it only on the steps
+        # that log (where the logged value is read anyway), so a divergence stops the run within those steps.
+        flag = _nonfinite_flags.setdefault(module, torch.zeros((), dtype=torch.bool, device=loss.device))
+        torch.logical_or(flag, ~torch.isfinite(loss.detach()).all(), out=flag)
+        if logged and bool(flag):
+            flag.zero_()
+            check_finite_loss(module, torch.tensor(float("nan")), batch_idx)
+    if logged:
         module.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
+
+
+#: The per-module "a loss was not finite" flag on the accelerator (see :func:`log_train_loss`).
+_nonfinite_flags: weakref.WeakKeyDictionary[pl.LightningModule, torch.Tensor] = weakref.WeakKeyDictionary()
 
 
 def log_train_epoch_metrics(module: pl.LightningModule, names: Sequence[str], prog_bar: Collection[str] = ()) -> None:

@@ -123,13 +123,16 @@ class Classifier(LitDeepModule):
         # update costs ~40 us a step. Buffers, so that they live on the model's device.
         self._train_correct: torch.Tensor
         self._train_nll: torch.Tensor
-        self.register_buffer("_train_correct", torch.zeros((), dtype=torch.int64), persistent=False)
-        self.register_buffer("_train_nll", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.register_accumulator("_train_correct", torch.zeros((), dtype=torch.int64))
+        self.register_accumulator("_train_nll", torch.zeros((), dtype=torch.float64))
         self._train_seen = 0
 
     # ----------------------------------------------------------------- forward and loss
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``[B, C]`` from logits (a single logit becomes ``[1 - p, p]``).
+        """Class probabilities ``[B, C]`` from logits (a single logit becomes ``[1 - p, p]``), in float32 or wider.
+
+        Logits computed under autocast or by a ``*-true`` model are bf16/fp16: probabilities are taken in float32,
+        so p = 0.997 does not round to 1 (and its NLL to a clamp).
 
         Example::
 
@@ -137,12 +140,14 @@ class Classifier(LitDeepModule):
             >>> Classifier(MLP(hidden=(4,), num_classes=1)).probabilities(torch.zeros(1, 1)).tolist()
             [[0.5, 0.5]]
         """
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         if self.binary:
             p = torch.sigmoid(logits.squeeze(-1))
             return torch.stack([1 - p, p], dim=-1)
         return logits.softmax(dim=-1)
 
     def _per_sample_nll(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # metrics in float32 or wider
         if self.binary:
             return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.float(), reduction="none")
         return F.cross_entropy(logits, y, reduction="none")
@@ -261,6 +266,7 @@ class Classifier(LitDeepModule):
         """
         from lit_deep.modules.mc_predictor import index_batches, shuffles
 
+        super().on_test_start()  # accumulators wide under *-true precision
         loaders = self.trainer.test_dataloaders
         first = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         self._test_batches = index_batches(first) if self.mc_samples and not shuffles(first) else None

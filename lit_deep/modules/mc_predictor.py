@@ -91,9 +91,10 @@ def _loaders(trainer: pl.Trainer) -> list[object]:
 
 
 def _all_gather(module: pl.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
-    gathered = module.all_gather(tensor)
+    """``module.all_gather`` of a tensor on the strategy's root device (NCCL refuses CPU tensors)."""
+    gathered = module.all_gather(tensor.to(module.trainer.strategy.root_device))
     assert isinstance(gathered, torch.Tensor)
-    return gathered.cpu()
+    return gathered
 
 
 def settle_seed(seed: int | None, trainer: pl.Trainer) -> int:
@@ -147,7 +148,8 @@ class MCPredictor:
             )
         if trainer.world_size > 1:
             counts = torch.tensor([float(n) for n in trainer.num_predict_batches])
-            empty = trainer.strategy.reduce(torch.tensor(float((counts == 0).any())), reduce_op="sum")
+            flag = torch.tensor(float((counts == 0).any()), device=trainer.strategy.root_device)
+            empty = trainer.strategy.reduce(flag, reduce_op="sum")
             if float(empty) > 0:
                 raise ValueError(
                     "mc_samples: under DDP every rank needs at least one batch of every predict dataloader "
@@ -193,7 +195,9 @@ class MCPredictor:
             if dataloader_idx != loader:
                 raise ValueError(f"mc_samples: expected a batch of dataloader {loader}, got one of {dataloader_idx}")
             batch = trainer.strategy.batch_to_device(batch, dataloader_idx=dataloader_idx)
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            # Lightning converts the inputs of the steps it feeds; this step draws its own batches, so it converts
+            # them as the precision plugin would (a bf16-true model takes bf16 inputs).
+            x = trainer.precision_plugin.convert_input(batch[0] if isinstance(batch, (tuple, list)) else batch)
             model = getattr(module, "model", None)
             if not isinstance(model, nn.Module):
                 raise ValueError(f"module: MC prediction needs the network in `.model`, got {type(module).__name__}")
@@ -204,18 +208,21 @@ class MCPredictor:
 
     @staticmethod
     def _gather(module: pl.LightningModule, parts: list[tuple[torch.Tensor, MCPrediction]]) -> MCPrediction | None:
-        classes = parts[0][1].num_classes if parts else 0
-        dtype = parts[0][1].probs.dtype if parts else torch.float32
-        indices = torch.cat([i for i, _ in parts]) if parts else torch.zeros(0, dtype=torch.int64)
-        packed = torch.cat([p.pack() for _, p in parts]) if parts else torch.zeros(0, 0, dtype=torch.float64)
         trainer = module.trainer
+        device = trainer.strategy.root_device  # the collectives' device, and where the result lives
+        classes = parts[0][1].num_classes if parts else 0
+        dtype = torch.promote_types(parts[0][1].probs.dtype, torch.float32) if parts else torch.float32
+        empty_idx = torch.zeros(0, dtype=torch.int64, device=device)
+        indices = torch.cat([i.to(device) for i, _ in parts]) if parts else empty_idx
+        empty = torch.zeros(0, 0, dtype=torch.float64, device=device)
+        packed = torch.cat([p.pack().to(device) for _, p in parts]) if parts else empty
         if trainer.world_size > 1:
-            sizes = _all_gather(module, torch.tensor([indices.numel(), classes])).reshape(-1, 2)
+            sizes = _all_gather(module, torch.tensor([indices.numel(), classes], device=device)).reshape(-1, 2)
             rows, classes = int(sizes[:, 0].max()), int(sizes[:, 1].max())
             width = 2 * classes + 4
-            padded_idx = torch.full((rows,), -1, dtype=torch.int64)
+            padded_idx = torch.full((rows,), -1, dtype=torch.int64, device=device)
             padded_idx[: indices.numel()] = indices
-            padded = torch.zeros(rows, width, dtype=torch.float64)
+            padded = torch.zeros(rows, width, dtype=torch.float64, device=device)
             padded[: packed.shape[0], : packed.shape[1]] = packed
             all_idx = _all_gather(module, padded_idx).reshape(-1)
             all_packed = _all_gather(module, padded).reshape(-1, width)

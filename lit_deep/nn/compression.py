@@ -64,10 +64,17 @@ def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
 
 
 @torch.inference_mode()
+def _synchronize(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+
+
 def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> float:
     """Median seconds of one forward pass of ``model`` on ``x`` in eval mode (after two warm-up passes).
 
     The model is timed in eval mode and put back in the mode it came in (its ``training`` flags per submodule).
+    On a CUDA device the clock is read after ``torch.cuda.synchronize``: kernels run asynchronously, so an
+    unsynchronised timer measures the launch, not the pass.
 
     Example::
 
@@ -83,8 +90,10 @@ def measure_latency(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> flo
             model(x)
         times = []
         for _ in range(repeats):
+            _synchronize(x)
             start = time.perf_counter()
             model(x)
+            _synchronize(x)
             times.append(time.perf_counter() - start)
     finally:
         for module, training in modes.items():

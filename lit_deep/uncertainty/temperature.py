@@ -100,11 +100,14 @@ def logits_and_targets(
         batches = ((inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(inputs), batch_size))
     else:
         raise ValueError(f"data: expected a DataLoader or a tuple (inputs, targets), got {type(data).__name__}")
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else None
     logits, targets = [], []
     with dropout_off(model), torch.no_grad():
         for x, y in batches:
-            out = model(x.to(device))
+            # float inputs take the model's dtype too (a bf16-true or 16-true model multiplies in its own dtype)
+            out = model(x.to(device, dtype) if dtype is not None and x.is_floating_point() else x.to(device))
             logits.append((out.squeeze(-1) if out.dim() == 2 and out.shape[1] == 1 else out).float().cpu())
             targets.append(torch.as_tensor(y).long().cpu())
     if not logits:

@@ -462,6 +462,35 @@ def test_parallel_strategies_other_than_ddp_are_refused_when_unfreezing():
         check_strategy(SimpleNamespace(strategy=Sharded()))
 
 
+@pytest.mark.parametrize("kind", ["deepspeed", "xla"])
+def test_deepspeed_and_xla_are_refused_although_they_subclass_ddp(kind):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, XLAStrategy
+
+    from lit_deep.callbacks._freezing import check_strategy
+
+    cls = DeepSpeedStrategy if kind == "deepspeed" else XLAStrategy
+    assert issubclass(cls, DDPStrategy)  # why an isinstance(DDPStrategy) check let them through
+    strategy = cls.__new__(cls)  # constructing them needs deepspeed / torch_xla; the check reads the class only
+    with pytest.raises(ValueError, match=rf"unfreeze_at_epoch: unfreezing under {cls.__name__} is not supported"):
+        check_strategy(SimpleNamespace(strategy=strategy))
+
+
+def test_a_stateful_ddp_comm_hook_is_refused_a_stateless_one_is_not():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import DDPStrategy
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from lit_deep.callbacks._freezing import check_strategy
+
+    stateful = DDPStrategy(ddp_comm_state=object(), ddp_comm_hook=default_hooks.allreduce_hook)
+    with pytest.raises(ValueError, match="a DDP communication hook with state .ddp_comm_state, e.g. PowerSGD."):
+        check_strategy(SimpleNamespace(strategy=stateful))
+    check_strategy(SimpleNamespace(strategy=DDPStrategy(ddp_comm_hook=default_hooks.allreduce_hook)))
+
+
 # ----------------------------------------------------------------------------- a rate per milestone
 @pytest.mark.parametrize("name", ["torch-onecycle", "lit_deep-plateau", "lit_deep-piecewise"])
 def test_a_rate_factor_per_milestone(tmp_path, name):

@@ -1,0 +1,55 @@
+"""Device-generic checks: each runs on the CPU and, where there is one, on a CUDA GPU (``make test-gpu``).
+
+gloo accepts CPU tensors where NCCL refuses them, so these only show device mistakes on a GPU; on the CPU they
+check the same code paths run.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lit_deep import Classifier
+from lit_deep.callbacks import TemperatureScaling
+from lit_deep.data import FashionMNISTDataModule
+from lit_deep.models import MLP
+from lit_deep.uncertainty import MCPrediction, deterministic_probs, mc_predict, ood_auroc
+
+
+def _trainer(device: torch.device, tmp_path, **kwargs) -> pl.Trainer:  # noqa: ANN001
+    return pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def test_mc_test_predict_and_temperature_on_the_device(device, tiny_fmnist, tmp_path) -> None:  # noqa: ANN001
+    dm = FashionMNISTDataModule(str(tiny_fmnist.path), batch_size=16, val_size=10)
+    clf = Classifier(MLP(hidden=(8,), dropout=0.2, seed=0), mc_samples=3, mc_seed=0)
+    temperature = TemperatureScaling(verbose=False)
+    trainer = _trainer(device, tmp_path, max_epochs=1, callbacks=[temperature])
+    trainer.fit(clf, dm)
+    assert temperature.temperature is not None
+    assert 0.0 <= trainer.test(clf, dm, verbose=False)[0]["test_acc"] <= 1.0
+    [prediction] = trainer.predict(clf, dm)
+    assert isinstance(prediction, MCPrediction) and prediction.probs.shape == (20, 10)
+
+
+def test_predictions_and_scores_stay_where_the_inputs_are(device) -> None:  # noqa: ANN001
+    model = MLP(hidden=(8,), dropout=0.3, seed=0).to(device)
+    x = torch.rand(6, 1, 28, 28, device=device)
+    prediction = mc_predict(model, x, samples=4, seed=0, enable_dropout=True)
+    assert prediction.probs.device.type == device.type and prediction.probs.dtype == torch.float32
+    loader = DataLoader(TensorDataset(x.cpu(), torch.zeros(6, dtype=torch.long)), batch_size=4)
+    from_loader = mc_predict(model, loader, samples=4, seed=0, enable_dropout=True)
+    assert torch.allclose(from_loader.probs.to(device), prediction.probs)
+    assert deterministic_probs(model, x).device.type == device.type
+    scores = prediction.entropy
+    assert 0.0 <= ood_auroc(scores[:3], scores[3:]) <= 1.0
