@@ -22,7 +22,7 @@ import torch
 import lit_deep.nn as lnn
 from lit_deep.data import FashionMNISTDataModule, load_fashion_mnist
 from lit_deep.models import CNN, MLP, Autoencoder
-from lit_deep.uncertainty import mc_predict
+from lit_deep.uncertainty import conformal_calibrate, mc_predict
 
 NAN, INF = float("nan"), float("inf")
 
@@ -44,6 +44,10 @@ TARGETS: dict[str, tuple[Callable[..., Any], Callable[[Path], dict[str, Any]]]] 
     "max_norm_": (lnn.max_norm_, lambda tmp: {"weight": torch.ones(2, 2)}),
     "measure_latency": (lnn.measure_latency, lambda tmp: {"model": torch.nn.Linear(2, 2), "x": torch.ones(1, 2)}),
     "variance_scaling_": (lnn.variance_scaling_, lambda tmp: {"tensor": torch.empty(3, 2)}),
+    "conformal_calibrate": (
+        conformal_calibrate,
+        lambda tmp: {"probs": torch.full((4, 2), 0.5), "targets": torch.tensor([0, 1, 0, 1]), "method": "raps"},
+    ),
 }
 
 #: (target, argument, repr(value)) -> why the value is allowed: skipped here, tested to work below.

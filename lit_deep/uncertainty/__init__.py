@@ -1,4 +1,4 @@
-"""Monte-Carlo dropout prediction with uncertainty, calibration and OOD metrics, and their plots.
+"""Monte-Carlo dropout prediction with uncertainty, calibration and OOD metrics, conformal sets, and plots.
 
 Plain PyTorch: this package imports neither Lightning nor matplotlib (the plots import it when called). Its
 Lightning pieces live above it: MC dropout in ``trainer.predict`` is ``Classifier(mc_samples=...)``
@@ -6,6 +6,7 @@ Lightning pieces live above it: MC dropout in ``trainer.predict`` is ``Classifie
 :class:`lit_deep.callbacks.TemperatureScaling`.
 """
 
+from lit_deep.uncertainty.conformal import conformal_calibrate, prediction_sets, set_coverage
 from lit_deep.uncertainty.ensemble import Ensemble
 from lit_deep.uncertainty.metrics import (
     accuracy,
@@ -38,6 +39,7 @@ __all__ = [
     "brier_score",
     "calibration_figure",
     "calibration_report",
+    "conformal_calibrate",
     "deterministic_probs",
     "expected_calibration_error",
     "fit_temperature",
@@ -45,8 +47,10 @@ __all__ = [
     "mc_predict",
     "nll",
     "ood_auroc",
+    "prediction_sets",
     "reliability_diagram",
     "risk_coverage_plot",
+    "set_coverage",
     "uncertainty_histogram",
     "uncertainty_score",
 ]

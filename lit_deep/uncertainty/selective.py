@@ -36,13 +36,18 @@ def adaptive_calibration_error(
     check_int("n_bins", n_bins, minimum=1)
     p, y = _checked(probs, targets)
     confidence, predicted = p.double().max(dim=1)
+    return _adaptive_ece(confidence, (predicted == y).double(), n_bins)
+
+
+def _adaptive_ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int) -> float:
+    """Adaptive ECE from float64 confidences and 0/1 correctness ``[N]`` (shared with the streaming metric)."""
     order = torch.argsort(confidence, stable=True)
-    correct = (predicted == y).double()[order]
+    correct = correct[order]
     total = 0.0
     for conf, hit in zip(confidence[order].tensor_split(n_bins), correct.tensor_split(n_bins), strict=True):
         if conf.numel():
             total += conf.numel() * abs(float(hit.mean() - conf.mean()))
-    return total / p.shape[0]
+    return total / confidence.shape[0]
 
 
 def _uncertainty(p: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
@@ -72,11 +77,15 @@ def risk_coverage_curve(
         ([0.333, 0.667, 1.0], [0.0, 0.5, 0.3333333333333333])
     """
     p, y = _checked(probs, targets)
-    score = _uncertainty(p, scores)
+    return _risk_coverage(_uncertainty(p, scores), (p.argmax(dim=1) != y).double())
+
+
+def _risk_coverage(score: torch.Tensor, wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coverage and risk from uncertainty scores and 0/1 errors ``[N]`` (shared with the streaming metric)."""
     order = torch.argsort(score.double(), stable=True)
-    errors = (p.argmax(dim=1) != y).double()[order].cumsum(0)
-    kept = torch.arange(1, p.shape[0] + 1, dtype=torch.float64)
-    return kept / p.shape[0], errors / kept
+    errors = wrong.double()[order].cumsum(0)
+    kept = torch.arange(1, score.shape[0] + 1, dtype=torch.float64, device=errors.device)
+    return kept / score.shape[0], errors / kept
 
 
 def aurc(probs: MCPrediction | torch.Tensor, targets: torch.Tensor, scores: torch.Tensor | None = None) -> float:
