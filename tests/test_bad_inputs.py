@@ -107,6 +107,55 @@ def _mc(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
     return lambda data, tmp_path: mc_predict(net, torch.rand(2, 1, 28, 28), samples=2, seed=0, **kwargs)
 
 
+def _zoo_folder(tmp_path: Path, **config: Any) -> str:
+    """A local zoo folder (what ``save_pretrained`` writes) of a 10-class MLP, with ``config`` in config.json."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from lit_deep.models import Preprocess, describe
+    from lit_deep.zoo._format import assemble
+
+    model = assemble(MLP(hidden=(4,), seed=0), Preprocess())
+    folder = tmp_path / "zoo-model"
+    folder.mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"lit_deep_zoo_format": 2, "model": describe(model), **config}))
+    return str(folder)
+
+
+def _zoo_load(config: dict[str, Any] | None = None, **kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    from lit_deep import zoo
+
+    return lambda data, tmp_path: zoo.load(_zoo_folder(tmp_path, **(config or {})), **kwargs)
+
+
+def _deep_config(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep import zoo
+
+    folder = Path(_zoo_folder(tmp_path))
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    zoo.load(str(folder))
+
+
+def _huge_config(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep import zoo
+
+    folder = Path(_zoo_folder(tmp_path))
+    (folder / "config.json").write_text("{}" + " " * (1 << 20))
+    zoo.load(str(folder))
+
+
+def _bad_namespace_env(data: FakeFMNIST, tmp_path: Path) -> None:
+    import os
+    from unittest import mock
+
+    from lit_deep import zoo
+
+    with mock.patch.dict(os.environ, {"LIT_DEEP_HUB_NAMESPACE": "a/b"}):
+        zoo.load("mlp.fmnist")
+
+
 def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
     for name in FILE_NAMES["test"]:
         (data.path / name).unlink()
@@ -292,6 +341,56 @@ CASES = [
     ),
     pytest.param(
         API, _nan_inputs, "training diverged: train_loss is nan at global step 0, epoch 0, batch 0", id="nan-inputs"
+    ),
+    # --- values read from config.json, checked against the model they describe (the message names the file)
+    pytest.param(
+        API,
+        _zoo_load({"temperature": 1e-320}),
+        "config.json: temperature must be a finite number in [0.001, 1000], got 1e-320",
+        id="zoo-temperature-tiny",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"temperature": 1e6}),
+        "config.json: temperature must be a finite number in [0.001, 1000], got 1000000.0",
+        id="zoo-temperature-huge",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"class_names": ["a", "b", "c"]}),
+        "config.json: class_names must be 10 names, one per output of the model's head, got 3",
+        id="zoo-class-names",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"class_names": "abc"}),
+        "config.json: class_names must be a list of strings, got 'abc'",
+        id="zoo-class-names-str",
+    ),
+    pytest.param(API, _deep_config, "/config.json (a local folder): nested too deeply to parse", id="zoo-config-deep"),
+    pytest.param(
+        API, _huge_config, "/config.json (a local folder): 1048578 bytes, more than the 1048576", id="zoo-config-huge"
+    ),
+    pytest.param(
+        API, _zoo_load(calibrated="no"), "calibrated: must be True or False, got 'no'", id="zoo-calibrated-str"
+    ),
+    pytest.param(
+        API,
+        _zoo_load(namespace="../.."),
+        "namespace: must be a Hub user or organisation name",
+        id="zoo-namespace-dots",
+    ),
+    pytest.param(
+        API,
+        lambda d, t: __import__("lit_deep.zoo", fromlist=["load"]).load("mlp.fmnist", namespace="../.."),
+        "namespace: must be a Hub user or organisation name (letters, digits, '-', '_', '.'; no '..'), got '../..'",
+        id="zoo-namespace-registered",
+    ),
+    pytest.param(
+        API,
+        _bad_namespace_env,
+        "LIT_DEEP_HUB_NAMESPACE: must be a Hub user or organisation name",
+        id="zoo-namespace-env",
     ),
 ]
 
