@@ -156,6 +156,25 @@ def _bad_namespace_env(data: FakeFMNIST, tmp_path: Path) -> None:
         zoo.load("mlp.fmnist")
 
 
+_P = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+_Y = torch.tensor([0, 1, 1])
+
+
+def _unc(function: str, *args: Any, **kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    """``lit_deep.uncertainty.<function>`` (``"module.function"``: of that submodule) called with the arguments."""
+    import importlib
+
+    module, _, name = function.rpartition(".")
+    found = importlib.import_module(f"lit_deep.uncertainty{'.' + module if module else ''}")
+    return lambda data, tmp_path: getattr(found, name)(*args, **kwargs)
+
+
+def _fit_temperature_labels_beyond_classes(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep.uncertainty import fit_temperature
+
+    fit_temperature(torch.nn.Linear(4, 3), (torch.rand(5, 4), torch.tensor([0, 1, 2, 3, 0])))
+
+
 def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
     for name in FILE_NAMES["test"]:
         (data.path / name).unlink()
@@ -341,6 +360,79 @@ CASES = [
     ),
     pytest.param(
         API, _nan_inputs, "training diverged: train_loss is nan at global step 0, epoch 0, batch 0", id="nan-inputs"
+    ),
+    # --- metric, score and calibrator inputs: one check for probabilities, one for class targets
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.full((3, 3), 0.9), _Y),
+        "probs: rows must sum to 1 (within 0.001 for torch.float32), got 3 rows with sums in [2.7, 2.7]",
+        id="metrics-rows-2.7",
+    ),
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.full((3, 2), float("nan")), _Y),
+        "probs: must be finite probabilities, got 6 NaN or infinite values of 6",
+        id="metrics-all-nan",
+    ),
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.tensor([[1.2, -0.2], [0.5, 0.5], [0.5, 0.5]]), _Y),
+        "probs: must be probabilities in [0, 1], got values in [-0.2, 1.2]; these look like logits",
+        id="metrics-negative",
+    ),
+    pytest.param(
+        API,
+        _unc("expected_calibration_error", torch.tensor([[2.0, -1.0], [0.3, 1.5], [-0.5, 0.1]]), _Y),
+        "these look like logits: apply a softmax first",
+        id="metrics-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("accuracy", _P, torch.tensor([0.7, 1.0, 1.0])),
+        "targets: must be integer class indices (an integer dtype, not truncated floats), got dtype torch.float32",
+        id="metrics-float-targets",
+    ),
+    pytest.param(
+        API,
+        _unc("plots.reliability_bins", _P, _Y, n_bins=True),
+        "n_bins: must be an integer >= 1, got True",
+        id="bins-bool",
+    ),
+    pytest.param(
+        API,
+        _unc("expected_calibration_error", _P, _Y, n_bins=True),
+        "n_bins: must be an integer >= 1, got True",
+        id="ece-bins-bool",
+    ),
+    pytest.param(
+        API,
+        _unc("aurc", _P, _Y, scores=torch.tensor([0.1, float("nan"), 0.2])),
+        "scores: must be finite, got 1 NaN or infinite values",
+        id="aurc-scores-nan",
+    ),
+    pytest.param(
+        API,
+        _unc("uncertainty_score", torch.tensor([[3.0, -2.0]]), "entropy"),
+        "prediction: must be probabilities in [0, 1], got values in [-2, 3]; these look like logits",
+        id="score-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("temperature.temperature_from_logits", torch.full((3, 2), float("nan")), _Y),
+        "logits: must be finite, got 6 NaN or infinite values of 6",
+        id="temperature-nan-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("temperature.temperature_from_logits", torch.zeros(3, 2), _Y, max_iter=0),
+        "max_iter: must be an integer >= 1, got 0",
+        id="temperature-max-iter-0",
+    ),
+    pytest.param(
+        API,
+        _fit_temperature_labels_beyond_classes,
+        "targets: class indices must be in [0, 3) (3 classes), got values in [0, 3]",
+        id="fit-temperature-label-3",
     ),
     # --- values read from config.json, checked against the model they describe (the message names the file)
     pytest.param(
