@@ -175,6 +175,12 @@ def _fit_temperature_labels_beyond_classes(data: FakeFMNIST, tmp_path: Path) -> 
     fit_temperature(torch.nn.Linear(4, 3), (torch.rand(5, 4), torch.tensor([0, 1, 2, 3, 0])))
 
 
+def _never_ran_dropout(data: FakeFMNIST, tmp_path: Path) -> None:
+    from tests.uncertainty.test_unsampled_dropout import Net
+
+    mc_predict(Net(untraceable=True), torch.rand(2, 5, 8), samples=2, seed=0, enable_dropout=True)
+
+
 def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
     for name in FILE_NAMES["test"]:
         (data.path / name).unlink()
@@ -433,6 +439,12 @@ CASES = [
         _fit_temperature_labels_beyond_classes,
         "targets: class indices must be in [0, 3) (3 classes), got values in [0, 3]",
         id="fit-temperature-label-3",
+    ),
+    pytest.param(
+        API,
+        _never_ran_dropout,
+        "model: Net has dropout modules that never ran in its forward pass: attn.attn_drop (Dropout, p=0.1);",
+        id="mc-dropout-never-ran",
     ),
     # --- values read from config.json, checked against the model they describe (the message names the file)
     pytest.param(
