@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from lit_deep._validate import ArgumentTypeError
+from lit_deep._validate import check_targets as _check_targets
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = ["check_logits", "check_probs", "check_targets", "sum_tolerance"]
@@ -97,38 +98,20 @@ def check_probs(probs: Any, name: str = "probs", matrix: bool = True) -> torch.T
 
 
 def check_targets(targets: Any, rows: int, classes: int, name: str = "targets") -> torch.Tensor:
-    """``targets`` as an int64 tensor ``[rows]`` of class indices in ``[0, classes)``.
+    """``targets`` as int64 class indices ``[rows]`` in ``[0, classes)`` (:func:`lit_deep._validate.check_targets`).
 
     Float labels are refused, not truncated (``0.7`` would silently become class 0).
 
-    Raises:
-        ArgumentTypeError: for something that is not a tensor, or a tensor of floating-point or bool dtype.
-        ValueError: for the wrong shape or an index outside ``[0, classes)``.
-
     Example::
 
-        >>> check_targets(torch.tensor([0, 2], dtype=torch.int32), 2, 3).dtype
-        torch.int64
         >>> try:
         ...     check_targets(torch.tensor([0.7, 1.0]), 2, 3)
         ... except TypeError as err:
         ...     print(err)
         targets: must be integer class indices (an integer dtype, not truncated floats), got dtype torch.float32
     """
-    if not isinstance(targets, torch.Tensor):
-        raise ArgumentTypeError(f"{name}: must be a tensor of integer class indices, got {type(targets).__name__}")
-    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
-        raise ArgumentTypeError(
-            f"{name}: must be integer class indices (an integer dtype, not truncated floats), got dtype {targets.dtype}"
-        )
-    if targets.shape != (rows,):
-        raise ValueError(f"{name}: expected shape ({rows},) to match the predictions, got {tuple(targets.shape)}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise ValueError(
-            f"{name}: class indices must be in [0, {classes}) ({classes} classes), got values in "
-            f"[{int(targets.min())}, {int(targets.max())}]"
-        )
-    return targets.long()
+    result: torch.Tensor = _check_targets(name, targets, rows, classes)
+    return result
 
 
 def check_logits(logits: Any, name: str = "logits") -> torch.Tensor:
