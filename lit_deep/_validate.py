@@ -30,7 +30,11 @@ check                                          ``<what>``
 ``check_choice(n, v, ("a", "b"))``             ``one of ('a', 'b')``
 ``check_path(n, v)``                           ``a path (str or os.PathLike)``
 ``check_shape(n, v, length=3)``                ``a sequence of 3 integers >= 1``
+``check_targets(n, y, rows, classes)``         ``integer class indices ...`` (a tensor; below)
 =============================================  ============================================
+
+``check_targets`` is the one check of class labels (metrics, calibrators, training steps): an integer tensor
+``[rows]`` in ``[0, classes)``; float labels are refused, never truncated. It imports torch when called.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ __all__ = [
     "check_probability",
     "check_seed",
     "check_shape",
+    "check_targets",
 ]
 
 _T = TypeVar("_T")
@@ -367,3 +372,51 @@ def check_shape(
     if not size_ok or any(v < minimum for v in value):
         raise ValueError(_message(name, what, value))
     return tuple(int(v) for v in value)
+
+
+def check_targets(name: str, value: Any, rows: int | None, classes: int) -> Any:
+    """``value`` as an int64 tensor of class indices ``[rows]`` in ``[0, classes)`` (the labels of ``classes``).
+
+    Float labels are refused, not truncated (``0.7`` would silently become class 0); a label ``>= classes``
+    is named here rather than failing inside a loss (``IndexError: Target 3 is out of bounds``, or a
+    device-side assert on CUDA).
+
+    Args:
+        name: the argument, first in the message.
+        value: a tensor of an integer dtype (not bool).
+        rows: the number of labels expected (``None``: any 1-D tensor).
+        classes: the number of classes (``2`` for a model with one output).
+
+    Raises:
+        ArgumentTypeError: for something that is not a tensor, or a floating-point, complex or bool dtype.
+        ValueError: for the wrong shape or an index outside ``[0, classes)``.
+
+    Example::
+
+        >>> import torch
+        >>> check_targets("targets", torch.tensor([0, 2], dtype=torch.int32), 2, 3).dtype
+        torch.int64
+        >>> try:
+        ...     check_targets("targets", torch.tensor([0, 3]), 2, 3)
+        ... except ValueError as err:
+        ...     print(err)
+        targets: class indices must be in [0, 3) (3 classes), got values in [0, 3]
+    """
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise ArgumentTypeError(f"{name}: must be a tensor of integer class indices, got {type(value).__name__}")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise ArgumentTypeError(
+            f"{name}: must be integer class indices (an integer dtype, not truncated floats), got dtype {value.dtype}"
+        )
+    if value.dim() != 1 or (rows is not None and value.shape[0] != rows):
+        expected = f"({rows},)" if rows is not None else "[N]"
+        raise ValueError(f"{name}: expected shape {expected} to match the predictions, got {tuple(value.shape)}")
+    if value.numel():
+        low, high = int(value.min()), int(value.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"{name}: class indices must be in [0, {classes}) ({classes} classes), got values in [{low}, {high}]"
+            )
+    return value.long()

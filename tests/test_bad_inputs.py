@@ -107,6 +107,80 @@ def _mc(**kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
     return lambda data, tmp_path: mc_predict(net, torch.rand(2, 1, 28, 28), samples=2, seed=0, **kwargs)
 
 
+def _zoo_folder(tmp_path: Path, **config: Any) -> str:
+    """A local zoo folder (what ``save_pretrained`` writes) of a 10-class MLP, with ``config`` in config.json."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from lit_deep.models import Preprocess, describe
+    from lit_deep.zoo._format import assemble
+
+    model = assemble(MLP(hidden=(4,), seed=0), Preprocess())
+    folder = tmp_path / "zoo-model"
+    folder.mkdir(exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"lit_deep_zoo_format": 2, "model": describe(model), **config}))
+    return str(folder)
+
+
+def _zoo_load(config: dict[str, Any] | None = None, **kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    from lit_deep import zoo
+
+    return lambda data, tmp_path: zoo.load(_zoo_folder(tmp_path, **(config or {})), **kwargs)
+
+
+def _deep_config(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep import zoo
+
+    folder = Path(_zoo_folder(tmp_path))
+    (folder / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    zoo.load(str(folder))
+
+
+def _huge_config(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep import zoo
+
+    folder = Path(_zoo_folder(tmp_path))
+    (folder / "config.json").write_text("{}" + " " * (1 << 20))
+    zoo.load(str(folder))
+
+
+def _bad_namespace_env(data: FakeFMNIST, tmp_path: Path) -> None:
+    import os
+    from unittest import mock
+
+    from lit_deep import zoo
+
+    with mock.patch.dict(os.environ, {"LIT_DEEP_HUB_NAMESPACE": "a/b"}):
+        zoo.load("mlp.fmnist")
+
+
+_P = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+_Y = torch.tensor([0, 1, 1])
+
+
+def _unc(function: str, *args: Any, **kwargs: Any) -> Callable[[FakeFMNIST, Path], object]:
+    """``lit_deep.uncertainty.<function>`` (``"module.function"``: of that submodule) called with the arguments."""
+    import importlib
+
+    module, _, name = function.rpartition(".")
+    found = importlib.import_module(f"lit_deep.uncertainty{'.' + module if module else ''}")
+    return lambda data, tmp_path: getattr(found, name)(*args, **kwargs)
+
+
+def _fit_temperature_labels_beyond_classes(data: FakeFMNIST, tmp_path: Path) -> None:
+    from lit_deep.uncertainty import fit_temperature
+
+    fit_temperature(torch.nn.Linear(4, 3), (torch.rand(5, 4), torch.tensor([0, 1, 2, 3, 0])))
+
+
+def _never_ran_dropout(data: FakeFMNIST, tmp_path: Path) -> None:
+    from tests.uncertainty.test_unsampled_dropout import Net
+
+    mc_predict(Net(untraceable=True), torch.rand(2, 5, 8), samples=2, seed=0, enable_dropout=True)
+
+
 def _missing_test_split(data: FakeFMNIST, tmp_path: Path) -> None:
     for name in FILE_NAMES["test"]:
         (data.path / name).unlink()
@@ -292,6 +366,135 @@ CASES = [
     ),
     pytest.param(
         API, _nan_inputs, "training diverged: train_loss is nan at global step 0, epoch 0, batch 0", id="nan-inputs"
+    ),
+    # --- metric, score and calibrator inputs: one check for probabilities, one for class targets
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.full((3, 3), 0.9), _Y),
+        "probs: rows must sum to 1 (within 0.001 for torch.float32), got 3 rows with sums in [2.7, 2.7]",
+        id="metrics-rows-2.7",
+    ),
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.full((3, 2), float("nan")), _Y),
+        "probs: must be finite probabilities, got 6 NaN or infinite values of 6",
+        id="metrics-all-nan",
+    ),
+    pytest.param(
+        API,
+        _unc("calibration_report", torch.tensor([[1.2, -0.2], [0.5, 0.5], [0.5, 0.5]]), _Y),
+        "probs: must be probabilities in [0, 1], got values in [-0.2, 1.2]; these look like logits",
+        id="metrics-negative",
+    ),
+    pytest.param(
+        API,
+        _unc("expected_calibration_error", torch.tensor([[2.0, -1.0], [0.3, 1.5], [-0.5, 0.1]]), _Y),
+        "these look like logits: apply a softmax first",
+        id="metrics-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("accuracy", _P, torch.tensor([0.7, 1.0, 1.0])),
+        "targets: must be integer class indices (an integer dtype, not truncated floats), got dtype torch.float32",
+        id="metrics-float-targets",
+    ),
+    pytest.param(
+        API,
+        _unc("plots.reliability_bins", _P, _Y, n_bins=True),
+        "n_bins: must be an integer >= 1, got True",
+        id="bins-bool",
+    ),
+    pytest.param(
+        API,
+        _unc("expected_calibration_error", _P, _Y, n_bins=True),
+        "n_bins: must be an integer >= 1, got True",
+        id="ece-bins-bool",
+    ),
+    pytest.param(
+        API,
+        _unc("aurc", _P, _Y, scores=torch.tensor([0.1, float("nan"), 0.2])),
+        "scores: must be finite, got 1 NaN or infinite values",
+        id="aurc-scores-nan",
+    ),
+    pytest.param(
+        API,
+        _unc("uncertainty_score", torch.tensor([[3.0, -2.0]]), "entropy"),
+        "prediction: must be probabilities in [0, 1], got values in [-2, 3]; these look like logits",
+        id="score-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("temperature.temperature_from_logits", torch.full((3, 2), float("nan")), _Y),
+        "logits: must be finite, got 6 NaN or infinite values of 6",
+        id="temperature-nan-logits",
+    ),
+    pytest.param(
+        API,
+        _unc("temperature.temperature_from_logits", torch.zeros(3, 2), _Y, max_iter=0),
+        "max_iter: must be an integer >= 1, got 0",
+        id="temperature-max-iter-0",
+    ),
+    pytest.param(
+        API,
+        _fit_temperature_labels_beyond_classes,
+        "targets: class indices must be in [0, 3) (3 classes), got values in [0, 3]",
+        id="fit-temperature-label-3",
+    ),
+    pytest.param(
+        API,
+        _never_ran_dropout,
+        "model: Net has dropout modules that never ran in its forward pass: attn.attn_drop (Dropout, p=0.1);",
+        id="mc-dropout-never-ran",
+    ),
+    # --- values read from config.json, checked against the model they describe (the message names the file)
+    pytest.param(
+        API,
+        _zoo_load({"temperature": 1e-320}),
+        "config.json: temperature must be a finite number in [0.001, 1000], got 1e-320",
+        id="zoo-temperature-tiny",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"temperature": 1e6}),
+        "config.json: temperature must be a finite number in [0.001, 1000], got 1000000.0",
+        id="zoo-temperature-huge",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"class_names": ["a", "b", "c"]}),
+        "config.json: class_names must be 10 names, one per output of the model's head, got 3",
+        id="zoo-class-names",
+    ),
+    pytest.param(
+        API,
+        _zoo_load({"class_names": "abc"}),
+        "config.json: class_names must be a list of strings, got 'abc'",
+        id="zoo-class-names-str",
+    ),
+    pytest.param(API, _deep_config, "/config.json (a local folder): nested too deeply to parse", id="zoo-config-deep"),
+    pytest.param(
+        API, _huge_config, "/config.json (a local folder): 1048578 bytes, more than the 1048576", id="zoo-config-huge"
+    ),
+    pytest.param(
+        API, _zoo_load(calibrated="no"), "calibrated: must be True or False, got 'no'", id="zoo-calibrated-str"
+    ),
+    pytest.param(
+        API,
+        _zoo_load(namespace="../.."),
+        "namespace: must be a Hub user or organisation name",
+        id="zoo-namespace-dots",
+    ),
+    pytest.param(
+        API,
+        lambda d, t: __import__("lit_deep.zoo", fromlist=["load"]).load("mlp.fmnist", namespace="../.."),
+        "namespace: must be a Hub user or organisation name (letters, digits, '-', '_', '.'; no '..'), got '../..'",
+        id="zoo-namespace-registered",
+    ),
+    pytest.param(
+        API,
+        _bad_namespace_env,
+        "LIT_DEEP_HUB_NAMESPACE: must be a Hub user or organisation name",
+        id="zoo-namespace-env",
     ),
 ]
 

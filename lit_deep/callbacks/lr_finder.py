@@ -112,6 +112,30 @@ def apply_found_lr(module: pl.LightningModule, lr: float) -> str:
     return "lr"
 
 
+#: The points :func:`suggest_lr` leaves out (Lightning's smoothed loss is biased low over the first steps).
+_SKIP_BEGIN = 10
+
+
+def _check_data_lasted(trainer: pl.Trainer, steps: int, num_training: int, name: str) -> None:
+    """Refuse a range test cut short by the data (too few batches for the epochs), not by a diverging loss.
+
+    Lightning's ``lr_find`` runs at most ``max_epochs`` epochs: a loader of 7 batches gives 7 rates whatever
+    ``num_training`` is, so the advice is more batches, not more steps.
+    """
+    batches = trainer.num_training_batches
+    epochs = trainer.max_epochs
+    if steps > _SKIP_BEGIN or steps >= num_training or not math.isfinite(batches) or epochs is None or epochs < 0:
+        return
+    accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1)))
+    if steps < int(batches) * max(1, epochs) // accumulate:
+        return  # stopped early by the loss (it diverged): suggest_lr says what to do
+    raise ValueError(
+        f"{name}: the training data has only {int(batches)} batches per epoch, so the range test took {steps} "
+        f"steps in {epochs} epoch(s) (num_training={num_training} cannot be reached; more than {_SKIP_BEGIN} are "
+        "needed): use more data or a smaller batch_size, or give the Trainer more max_epochs"
+    )
+
+
 def find_lr(
     trainer: pl.Trainer,
     module: pl.LightningModule,
@@ -143,6 +167,10 @@ def find_lr(
 
     Returns:
         The :class:`LRFinderResult`, or ``None`` when skipped.
+
+    Raises:
+        ValueError: when the data ran out before more than 10 rates were tried (it names the batches per epoch:
+            a larger ``num_training`` cannot help), or no rate gave a finite loss (:func:`suggest_lr`).
 
     Example::
 
@@ -176,6 +204,7 @@ def find_lr(
     assert finder is not None
     lrs = [float(v) for v in finder.results["lr"]]
     losses = [float(v) for v in finder.results["loss"]]
+    _check_data_lasted(trainer, len(lrs), num_training, "datamodule" if datamodule is not None else "train_dataloaders")
     lr = suggest_lr(lrs, losses, divisor)
     target = apply_found_lr(module, lr)
     plot = None

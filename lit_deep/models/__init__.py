@@ -4,10 +4,10 @@ Models describe themselves as data with :func:`describe` and are rebuilt by :fun
 only); :func:`transfer` puts a new head on a pretrained backbone.
 """
 
-from lit_deep.models._base import Activation, BackboneHead, DropoutKind, make_activation
+from lit_deep.models._base import BackboneHead, make_activation
 from lit_deep.models._record import register_model
 from lit_deep.models.autoencoder import Autoencoder
-from lit_deep.models.checkpoint import Checkpoint, CheckpointError, read_checkpoint
+from lit_deep.models.checkpoint import CheckpointError, read_checkpoint
 from lit_deep.models.cnn import CNN
 from lit_deep.models.description import DescriptionError, build, describe
 from lit_deep.models.mlp import MLP
@@ -16,12 +16,9 @@ from lit_deep.models.transfer import FromCheckpoint, transfer
 
 __all__ = [
     "CNN",
-    "Activation",
-    "DropoutKind",
     "MLP",
     "Autoencoder",
     "BackboneHead",
-    "Checkpoint",
     "CheckpointError",
     "DescriptionError",
     "FromCheckpoint",

@@ -11,12 +11,13 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
-from lit_deep._validate import check_int, check_non_negative, check_seed
+from lit_deep._validate import check_int, check_non_negative, check_seed, check_targets
 from lit_deep.modules._optim import OptimizerName, penalised_weights
 from lit_deep.modules.base import LitDeepModule, Stage
 from lit_deep.modules.mc_predictor import MCPredictor, settle_seed
 from lit_deep.schedules import ScheduleFactory
 from lit_deep.uncertainty import MCPrediction
+from lit_deep.uncertainty.streaming import AURC, AdaptiveCalibrationError, BrierScore
 
 __all__ = ["Classifier", "ScheduleFactory"]
 
@@ -118,6 +119,10 @@ class Classifier(LitDeepModule):
             )
             setattr(self, f"{stage}_acc", acc if stage != "train" else MeanMetric())
             setattr(self, f"{stage}_nll", MeanMetric())
+        for stage in ("val", "test"):  # streaming calibration metrics, reduced over DDP ranks by torchmetrics
+            setattr(self, f"{stage}_brier", BrierScore())
+            setattr(self, f"{stage}_ace", AdaptiveCalibrationError())
+            setattr(self, f"{stage}_aurc", AURC())
         # Training sums (correct predictions, NLL) and the image count, accumulated with two in-place tensor ops
         # a step and handed to the torchmetrics means (which reduce over DDP ranks) once per epoch: a torchmetrics
         # update costs ~40 us a step. Buffers, so that they live on the model's device.
@@ -168,9 +173,13 @@ class Classifier(LitDeepModule):
         """Cross-entropy plus penalties; training sums the epoch's accuracy and NLL, other stages log metrics."""
         x, y = batch
         logits = self(x)
-        if stage == "train":
-            return self._train_step(logits, y)
-        nll = self._per_sample_nll(logits, y)
+        try:
+            if stage == "train":
+                return self._train_step(logits, y)
+            nll = self._per_sample_nll(logits, y)
+        except (IndexError, RuntimeError):  # a label >= C fails inside the loss: name it instead (no cost otherwise)
+            check_targets("targets", y, None, max(2, self.num_outputs))
+            raise
         loss = nll.mean() + self.penalty()
         preds = (logits.squeeze(-1) > 0).long() if self.binary else logits.argmax(dim=-1)
         acc, mean_nll = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_nll")
@@ -182,7 +191,15 @@ class Classifier(LitDeepModule):
         batch_size = y.shape[0]
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=batch_size)
         self.log(f"{stage}_nll", mean_nll, on_step=False, on_epoch=True, batch_size=batch_size)
+        self._update_calibration(stage, self.probabilities(logits.detach()), y)
         return loss
+
+    def _update_calibration(self, stage: str, probs: torch.Tensor, y: torch.Tensor) -> None:
+        """Brier score, adaptive ECE and AURC of the stage (``{stage}_brier``, ``_ace``, ``_aurc``), per epoch."""
+        for key in ("brier", "ace", "aurc"):
+            metric: Metric = getattr(self, f"{stage}_{key}")
+            metric.update(probs, y)
+            self.log(f"{stage}_{key}", metric, on_step=False, on_epoch=True, batch_size=y.shape[0])
 
     def _train_step(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # The fewest tensor ops: per-image NLLs are not needed to train. Multi-class: the fused mean cross-entropy,
@@ -253,6 +270,7 @@ class Classifier(LitDeepModule):
         mean_nll.update(nll)
         self.log("test_acc", acc, on_step=False, on_epoch=True, batch_size=y.shape[0])
         self.log("test_nll", mean_nll, on_step=False, on_epoch=True, batch_size=y.shape[0])
+        self._update_calibration("test", probs, y)
 
     def on_test_start(self) -> None:
         """MC test scoring: read the test batches' dataset indices (they seed each image's dropout masks).

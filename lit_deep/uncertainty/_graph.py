@@ -13,14 +13,18 @@ becomes a keyed dropout module of the traced graph. Every node that depends on a
 
 A frontier value that is not a per-image tensor (e.g. ``x.size(0)`` read after a dropout) is recomputed in the
 suffix instead, which a probe run of the prefix on two images detects. Models that cannot be traced run whole
-on the input repeated per sample (:class:`WholePlan`), and the reason is logged once.
+on the input repeated per sample (:class:`WholePlan`), and the reason is logged once. So do models whose
+stochastic dropout modules are not all nodes of the graph (inside a module the tracer keeps whole, or never
+called): the whole-model path counts the dropout modules whose forward actually runs and refuses, naming them,
+those that exist but never run, so that a stochastic model is sampled or refused, never returned as
+deterministic.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -30,7 +34,7 @@ from torch import fx, nn
 from lit_deep.uncertainty._layers import ALWAYS_ON, SWITCHABLE, keyed_dropout
 from lit_deep.uncertainty._masks import MaskSampler
 
-__all__ = ["FunctionalDropout", "GraphPlan", "WholePlan", "make_plan"]
+__all__ = ["FunctionalDropout", "GraphPlan", "WholePlan", "make_plan", "never_ran_message"]
 
 _LOG = logging.getLogger("lit_deep.uncertainty")
 _LOGGED: set[tuple[str, str]] = set()
@@ -88,8 +92,37 @@ def _expand(h: torch.Tensor, samples: int) -> torch.Tensor:
     return h.unsqueeze(0).expand(samples, *h.shape).reshape(samples * h.shape[0], *h.shape[1:])
 
 
+def _describe_layers(model: nn.Module, layers: Sequence[nn.Module]) -> str:
+    """``"blocks.0.attn.attn_drop (Dropout, p=0.1), ..."``: the layers by their names in ``model``."""
+    names = {id(m): name for name, m in model.named_modules()}
+    shown = [f"{names.get(id(m), '?')} ({type(m).__name__}, p={float(getattr(m, 'p', 0.0)):g})" for m in layers[:5]]
+    more = f" and {len(layers) - 5} more" if len(layers) > 5 else ""
+    return ", ".join(shown) + more
+
+
+def never_ran_message(model: nn.Module, idle: Sequence[nn.Module]) -> str:
+    """The one-line refusal for stochastic dropout modules that exist in ``model`` but never ran in its forward.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Linear(2, 2))
+        >>> net.drop = nn.Dropout(0.1)
+        >>> never_ran_message(net, [net.drop]).split(":")[1]
+        ' Sequential has dropout modules that never ran in its forward pass'
+    """
+    return (
+        f"model: {type(model).__name__} has dropout modules that never ran in its forward pass: "
+        f"{_describe_layers(model, idle)}; a module kept only for its rate (e.g. passed as dropout_p to "
+        "F.scaled_dot_product_attention) cannot be sampled, and the spread would be silently 0. Set their p to 0 "
+        "to predict without them (an 'every stochastic op' mode that samples such calls is not built yet)"
+    )
+
+
 class WholePlan:
     """The whole model on the input repeated once per sample (models that cannot be traced).
+
+    ``layers`` are the stochastic dropout modules: the first pass counts those whose forward runs (forward
+    hooks) and refuses, naming them, modules that exist but never run; ``stochastic`` is then the number that ran.
 
     Example::
 
@@ -100,16 +133,37 @@ class WholePlan:
 
     fast = False
 
-    def __init__(self, model: nn.Module, stochastic: int, reason: str = "", per_image: int = 0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        stochastic: int,
+        reason: str = "",
+        per_image: int = 0,
+        layers: Sequence[nn.Module] = (),
+    ) -> None:
         self.model, self.stochastic, self.reason, self.per_image = model, stochastic, reason, per_image
+        self._unchecked = list(layers)
 
     def deterministic_prefix(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The part run once per image: here none, the input itself."""
         return [x]
 
     def stochastic_suffix(self, h: list[torch.Tensor], samples: int) -> torch.Tensor:
-        """The model on the input repeated ``samples`` times (sample-major rows)."""
-        return self.model(_expand(h[0], samples))
+        """The model on the input repeated ``samples`` times (sample-major rows); the first pass is checked."""
+        if not self._unchecked:
+            return self.model(_expand(h[0], samples))
+        ran: set[int] = set()
+        handles = [m.register_forward_hook(lambda m, args, out: ran.add(id(m))) for m in self._unchecked]
+        try:
+            out = self.model(_expand(h[0], samples))
+        finally:
+            for handle in handles:
+                handle.remove()
+        idle = [m for m in self._unchecked if id(m) not in ran]
+        if idle:
+            raise ValueError(never_ran_message(self.model, idle))
+        self.stochastic, self._unchecked = len(ran), []
+        return out
 
 
 class GraphPlan:
@@ -296,6 +350,7 @@ def make_plan(
     try:
         gm = _trace(model)
         stochastic = _mark_stochastic(gm, layers, enable_dropout, sampler)
+        _check_all_called(model, gm, layers)
         forced: set[fx.Node] = set()
         while True:
             prefix, suffix, broadcast, frontier = _split(gm, stochastic, forced)
@@ -313,7 +368,20 @@ def make_plan(
     if key not in _LOGGED:
         _LOGGED.add(key)
         _LOG.info("mc_predict: %s runs whole for every sample: %s", type(model).__name__, reason)
-    return WholePlan(model, len(layers), reason, probe[0].numel())
+    return WholePlan(model, len(layers), reason, probe[0].numel(), layers)
+
+
+def _check_all_called(model: nn.Module, gm: fx.GraphModule, layers: list[nn.Module]) -> None:
+    """Take the whole-model path when a stochastic dropout module is not a node of the traced graph.
+
+    Such a module runs inside a module the tracer kept whole (a ``torch.nn`` layer such as
+    ``nn.TransformerEncoderLayer``) or never runs (kept only for its rate): the whole-model path samples the
+    first and refuses the second, where the graph would silently leave both out.
+    """
+    called = {id(gm.get_submodule(n.target)) for n in gm.graph.nodes if n.op == "call_module"}
+    missing = [m for m in layers if id(m) not in called]
+    if missing:
+        raise Untraceable(f"dropout modules not called in the traced graph: {_describe_layers(model, missing)}")
 
 
 def _per_image(value: object, rows: int) -> bool:

@@ -1,7 +1,9 @@
 """Calibration and out-of-distribution metrics of probabilistic predictions.
 
 Accuracy, expected calibration error and AUROC come from torchmetrics; torchmetrics has no multiclass NLL or
-Brier score, so those two are written here (plain formulas below).
+Brier score, so those two are written here (plain formulas below). Every metric checks its inputs the same way
+(:mod:`lit_deep.uncertainty._inputs`): probabilities finite, in [0, 1], rows summing to 1 (logits are refused
+with a hint); targets integer class indices in ``[0, C)`` (float labels refused, not truncated).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from lit_deep._validate import check_int
+from lit_deep.uncertainty._inputs import check_probs, check_targets
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = [
@@ -27,14 +30,9 @@ _EPS = 1e-12
 
 
 def _checked(probs: MCPrediction | torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    p = probs.probs if isinstance(probs, MCPrediction) else probs
-    if p.dim() != 2 or p.shape[1] < 2:
-        raise ValueError(f"probs: expected [N, C] probabilities with C >= 2, got shape {tuple(p.shape)}")
-    if targets.shape != (p.shape[0],):
-        raise ValueError(f"targets: expected shape ({p.shape[0]},) to match probs, got {tuple(targets.shape)}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= p.shape[1]):
-        raise ValueError(f"targets: class indices must be in [0, {p.shape[1]}), got {targets.min()}..{targets.max()}")
-    return p.float(), targets.long()
+    """Probabilities ``[N, C]`` and targets ``[N]``, checked (:mod:`lit_deep.uncertainty._inputs`)."""
+    p = check_probs(probs)
+    return p, check_targets(targets, p.shape[0], p.shape[1])
 
 
 def accuracy(probs: MCPrediction | torch.Tensor, targets: torch.Tensor) -> float:

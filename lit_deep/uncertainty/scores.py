@@ -1,6 +1,8 @@
 """Uncertainty scores: larger means more uncertain (the convention OOD detection metrics expect).
 
-All entropies are in nats (natural logarithm); ``0 log 0`` is taken as 0.
+All entropies are in nats (natural logarithm); ``0 log 0`` is taken as 0. :func:`uncertainty_score` checks its
+input (:mod:`lit_deep.uncertainty._inputs`); :func:`predictive_entropy` and :func:`max_softmax_uncertainty` are
+the bare formulas (applied inside mc_predict and the metrics to values already checked) and do not.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from lit_deep._validate import check_choice
+from lit_deep.uncertainty._inputs import check_probs
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = ["SCORES", "max_softmax_uncertainty", "predictive_entropy", "uncertainty_score"]
@@ -55,7 +58,8 @@ def uncertainty_score(prediction: MCPrediction | torch.Tensor, name: str) -> tor
         The score, larger for more uncertain inputs.
 
     Raises:
-        ValueError: for an unknown name, or a score that needs MC samples asked of plain probabilities.
+        ValueError: for an unknown name, a score that needs MC samples asked of plain probabilities, or
+            probabilities that are not finite, in [0, 1] and summing to 1 (:mod:`lit_deep.uncertainty._inputs`).
 
     Example::
 
@@ -64,7 +68,7 @@ def uncertainty_score(prediction: MCPrediction | torch.Tensor, name: str) -> tor
         ([0.5], [0.5])
     """
     check_choice("name", name, SCORES)
-    probs = prediction.probs if isinstance(prediction, MCPrediction) else prediction
+    probs = check_probs(prediction, "prediction", matrix=False)
     if name == "entropy":
         return predictive_entropy(probs)
     if name == "max_softmax":

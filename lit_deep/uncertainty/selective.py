@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lit_deep._validate import check_int, check_probability
+from lit_deep._validate import ArgumentTypeError, check_int, check_probability
 from lit_deep.uncertainty.metrics import ECE_BINS, _checked
 from lit_deep.uncertainty.prediction import MCPrediction
 from lit_deep.uncertainty.scores import max_softmax_uncertainty
@@ -53,9 +53,18 @@ def _adaptive_ece(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int) 
 def _uncertainty(p: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
     if scores is None:
         return max_softmax_uncertainty(p)
+    if not isinstance(scores, torch.Tensor) or not (scores.is_floating_point() or _is_integer(scores)):
+        got = f"dtype {scores.dtype}" if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ArgumentTypeError(f"scores: must be None or a real tensor [N] of uncertainties, got {got}")
     if scores.shape != (p.shape[0],):
         raise ValueError(f"scores: expected shape ({p.shape[0]},), got {tuple(scores.shape)}")
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"scores: must be finite, got {int((~torch.isfinite(scores)).sum())} NaN or infinite values")
     return scores
+
+
+def _is_integer(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
 
 
 def risk_coverage_curve(

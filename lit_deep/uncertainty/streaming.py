@@ -144,7 +144,8 @@ class _RowMetric(_FixedDtype):
         self.add_state("flags", [], dist_reduce_fx="cat")
 
     def _rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.values:
+        # a list of batches, or one tensor once torchmetrics has gathered it across DDP ranks
+        if len(self.values) == 0:
             raise ValueError(f"{type(self).__name__}: compute() before any update()")
         return dim_zero_cat(self.values), dim_zero_cat(self.flags)
 

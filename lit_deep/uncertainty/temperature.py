@@ -9,6 +9,7 @@ parameter-free layer that applies it, :class:`TemperatureScaled` wraps a model w
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lit_deep._validate import check_positive
+from lit_deep._validate import check_int, check_positive
+from lit_deep.uncertainty._inputs import check_logits, check_targets
 from lit_deep.uncertainty._layers import dropout_off
 
 __all__ = ["Temperature", "TemperatureScaled", "fit_temperature", "logits_and_targets", "temperature_from_logits"]
@@ -85,7 +87,11 @@ def logits_and_targets(
     """Logits ``[N, C]`` (or ``[N]`` for one output) of one deterministic pass and the targets ``[N]``.
 
     Eval mode with every dropout off; modes are restored afterwards. ``data``: a DataLoader of ``(x, y)``
-    batches or a tuple ``(x, y)``.
+    batches or a tuple ``(x, y)``. The labels must be integer class indices of the model's outputs
+    (``0 <= y < C``; ``{0, 1}`` for one output).
+
+    Raises:
+        ValueError: for other data, no batches, or labels that are not class indices of the outputs.
 
     Example::
 
@@ -100,6 +106,7 @@ def logits_and_targets(
         batches = ((inputs[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(inputs), batch_size))
     else:
         raise ValueError(f"data: expected a DataLoader or a tuple (inputs, targets), got {type(data).__name__}")
+    check_int("batch_size", batch_size, minimum=1)
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else None
@@ -108,8 +115,11 @@ def logits_and_targets(
         for x, y in batches:
             # float inputs take the model's dtype too (a bf16-true or 16-true model multiplies in its own dtype)
             out = model(x.to(device, dtype) if dtype is not None and x.is_floating_point() else x.to(device))
-            logits.append((out.squeeze(-1) if out.dim() == 2 and out.shape[1] == 1 else out).float().cpu())
-            targets.append(torch.as_tensor(y).long().cpu())
+            out = out.squeeze(-1) if out.dim() == 2 and out.shape[1] == 1 else out
+            classes = out.shape[1] if out.dim() == 2 else 2
+            logits.append(out.float().cpu())
+            # Labels are class indices of the model's outputs: floats refused (not truncated), none >= classes.
+            targets.append(check_targets(torch.as_tensor(y), out.shape[0], classes).cpu())
     if not logits:
         raise ValueError("data: no batches")
     return torch.cat(logits), torch.cat(targets)
@@ -120,17 +130,29 @@ def temperature_from_logits(logits: torch.Tensor, targets: torch.Tensor, max_ite
 
     L-BFGS over ``log T`` (so ``T`` stays positive), starting at ``T = 1``.
 
+    Args:
+        logits: finite ``[N, C]`` logits, or ``[N]`` for one output (binary).
+        targets: int ``[N]`` class indices in ``[0, C)`` (``{0, 1}`` for ``[N]`` logits).
+        max_iter: L-BFGS iterations, at least 1 (as :class:`~lit_deep.callbacks.TemperatureScaling`).
+
+    Raises:
+        ValueError: for NaN or infinite logits, targets that are not class indices of the logits, or
+            ``max_iter < 1``.
+
     Example::
 
         >>> z = torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])  # confident, one in four wrong
         >>> round(temperature_from_logits(z, torch.tensor([0, 0, 1, 1])), 2)
         3.64
     """
-    if logits.dim() not in (1, 2) or logits.shape[0] != targets.shape[0] or logits.shape[0] == 0:
+    check_int("max_iter", max_iter, minimum=1)
+    logits = check_logits(logits)
+    if isinstance(targets, torch.Tensor) and targets.shape[:1] != logits.shape[:1]:
         raise ValueError(
             f"logits: expected [N, C] or [N] matching targets {tuple(targets.shape)}, got {tuple(logits.shape)}"
         )
-    z, y = logits.double(), targets.long()
+    classes = logits.shape[1] if logits.dim() == 2 else 2
+    z, y = logits.double(), check_targets(targets, logits.shape[0], classes)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -142,7 +164,10 @@ def temperature_from_logits(logits: torch.Tensor, targets: torch.Tensor, max_ite
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp())
+    temperature = float(log_t.detach().exp())
+    if not 0 < temperature < math.inf:
+        raise ValueError(f"logits: the temperature fit did not converge (T = {temperature}); check the logits")
+    return temperature
 
 
 def fit_temperature(
@@ -160,7 +185,8 @@ def fit_temperature(
         ``T`` (> 1 softens over-confident predictions).
 
     Raises:
-        ValueError: for data that is neither, or without batches.
+        ValueError: for data that is neither, without batches, or labels that are not class indices of the
+            model's outputs (a label ``>= C`` names the range instead of failing inside the loss).
 
     Example::
 
@@ -170,4 +196,5 @@ def fit_temperature(
         >>> fit_temperature(over, (x, y)) > 2
         True
     """
+    check_int("max_iter", max_iter, minimum=1)  # before the pass over the data
     return temperature_from_logits(*logits_and_targets(model, data, batch_size), max_iter=max_iter)

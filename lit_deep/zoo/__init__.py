@@ -11,7 +11,7 @@ transfer-learning form for YAML recipes. Release tooling (export, cards, evaluat
 
 from lit_deep.zoo._integrity import ZooIntegrityError
 from lit_deep.zoo._transport import ZooDownloadError
-from lit_deep.zoo.api import ZooInfo, classifier, download, info, load
+from lit_deep.zoo.api import classifier, download, info, load
 from lit_deep.zoo.pretrained import Pretrained
 from lit_deep.zoo.registry import REGISTRY, UnknownModelError, ZooEntry, list_models
 
@@ -21,7 +21,6 @@ __all__ = [
     "UnknownModelError",
     "ZooDownloadError",
     "ZooEntry",
-    "ZooInfo",
     "ZooIntegrityError",
     "classifier",
     "download",

@@ -17,14 +17,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from lit_deep._validate import check_int
+from lit_deep._validate import check_bool, check_int
 from lit_deep.models import BackboneHead, DescriptionError, build, transfer
-from lit_deep.zoo._format import model_description, read_config, zoo_description
+from lit_deep.zoo._format import (
+    config_class_names,
+    config_temperature,
+    model_description,
+    read_config,
+    zoo_description,
+)
 from lit_deep.zoo._hub import Fetched, fetch
 from lit_deep.zoo._integrity import ZooIntegrityError, evict, sha256_file
 from lit_deep.zoo._ranks import log_once
 from lit_deep.zoo._transport import FILES
-from lit_deep.zoo.registry import HubReference, ZooEntry, get_entry, parse_reference
+from lit_deep.zoo.registry import HubReference, ZooEntry, get_entry, hub_namespace, parse_reference
 
 if TYPE_CHECKING:
     from lit_deep.modules import Classifier
@@ -125,6 +131,8 @@ def local_folder(name: Any) -> Path | None:
 
 def _resolve(name: str, revision: str | None, namespace: str | None) -> tuple[HubReference, str]:
     _check_revision(revision)
+    if namespace is not None:  # checked even where it is not used (a local folder)
+        hub_namespace(namespace)
     folder = local_folder(name)
     if folder is not None:
         if revision is not None:
@@ -184,9 +192,9 @@ def download(
 
 
 def _description(fetched: Fetched, ref: HubReference, rev: str, pinned: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    where = f"the {fetched.source} copy of {ref.repo_id}@{rev}"
+    where = "a local folder" if fetched.source == "local" else f"the {fetched.source} copy of {ref.repo_id}@{rev}"
     config = read_config(fetched.config, where)
-    description = model_description(config, f"config.json from {where}")
+    description = model_description(config, f"{fetched.config} ({where})")
     if pinned and ref.entry is not None:
         expected = zoo_description(ref.entry.architecture, ref.entry.preprocessing.to_dict())
         if description != expected:
@@ -247,7 +255,8 @@ def load(
         ZooIntegrityError: when a file's hash does not match.
         ZooDownloadError: when the files cannot be obtained (the message names the endpoint and remedies).
         DescriptionError: for a config that names a class outside the allow-list or does not fit the weights.
-        ValueError: for bad arguments.
+        ValueError: for bad arguments, or a ``config.json`` whose ``temperature`` is not a finite number in
+            [0.001, 1000] or whose ``class_names`` are not one per output of the head (naming the file).
 
     Example::
 
@@ -257,6 +266,7 @@ def load(
         ValueError: num_classes: must be None or an integer >= 1, got 0
     """
     check_int("num_classes", num_classes, minimum=1, optional=True)
+    check_bool("calibrated", calibrated)
     ref, rev = _resolve(name, revision, namespace)
     local = rev == "local"  # a folder on disk: it has no revision to pass on
     fetched = download(name, revision=None if local else rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
@@ -278,12 +288,14 @@ def load(
         log_once(
             f"lit_deep.zoo: {ref.repo_id}@{rev} resolved to commit {fetched.commit} (SHA-256 {fetched.sha256[:12]})"
         )
-    temperature = config.get("temperature") if calibrated and num_classes is None else None
+    # Values read from config.json, checked against the model they describe (only those that are used).
+    classes = max(2, model.head.out_features) if isinstance(model.head, nn.Linear) else None
+    class_names = config_class_names(config, fetched.config, classes) if num_classes is None else ()
+    temperature = config_temperature(config, fetched.config) if calibrated and num_classes is None else None
     if temperature is not None:
         fold_temperature(model, temperature)
     if num_classes is not None:
         model = transfer(model, num_classes)
-    classes = config.get("class_names") if num_classes is None else None
     _attach(
         model,
         ZooInfo(
@@ -293,9 +305,9 @@ def load(
             fetched.commit,
             fetched.source,
             fetched.sha256,
-            tuple(str(c) for c in classes) if isinstance(classes, list) else (),
+            class_names,
             config,
-            float(temperature) if temperature is not None else None,
+            temperature,
         ),
     )
     return model.eval()

@@ -25,6 +25,7 @@ __all__ = [
     "ZooEntry",
     "HubReference",
     "get_entry",
+    "hub_namespace",
     "list_models",
     "parse_reference",
 ]
@@ -142,7 +143,7 @@ class ZooEntry:
             >>> get_entry("cnn.fmnist").repo_id("my-org")
             'my-org/cnn.fmnist'
         """
-        return f"{namespace or os.environ.get(NAMESPACE_ENV) or self.namespace}/{self.name}"
+        return f"{hub_namespace(namespace) or self.namespace}/{self.name}"
 
 
 def _mlp(**init_args: Any) -> dict[str, Any]:
@@ -311,6 +312,43 @@ class HubReference:
     entry: ZooEntry | None
 
 
+def _is_part(text: Any) -> bool:
+    return isinstance(text, str) and bool(_REPO_PART.match(text)) and ".." not in text
+
+
+_PART_RULE = "a Hub user or organisation name (letters, digits, '-', '_', '.'; no '..')"
+
+
+def hub_namespace(namespace: Any = None) -> str | None:
+    """The namespace asked for: the ``namespace`` argument, else ``$LIT_DEEP_HUB_NAMESPACE`` (``None``: neither).
+
+    Either must be one part of a repo id (the rule of :func:`is_repo_id`); an empty variable counts as unset.
+
+    Raises:
+        ValueError: naming the argument (``namespace``) or the variable and the value.
+
+    Example::
+
+        >>> hub_namespace("my-org")
+        'my-org'
+        >>> try:
+        ...     hub_namespace("../..")
+        ... except ValueError as err:
+        ...     print(err)
+        namespace: must be a Hub user or organisation name (letters, digits, '-', '_', '.'; no '..'), got '../..'
+    """
+    if namespace is not None:
+        if not _is_part(namespace):
+            raise ValueError(f"namespace: must be {_PART_RULE}, got {namespace!r}")
+        return str(namespace)
+    value = os.environ.get(NAMESPACE_ENV)
+    if not value:
+        return None
+    if not _is_part(value):
+        raise ValueError(f"{NAMESPACE_ENV}: must be {_PART_RULE}, got {value!r} (from the environment)")
+    return value
+
+
 def is_repo_id(text: Any) -> bool:
     """Whether ``text`` is a Hub repo id ``owner/name`` (the one rule for repo ids in lit_deep).
 
@@ -320,7 +358,7 @@ def is_repo_id(text: Any) -> bool:
         (True, False, False)
     """
     parts = text.split("/") if isinstance(text, str) else []
-    return len(parts) == 2 and all(_REPO_PART.match(p) and ".." not in p for p in parts)
+    return len(parts) == 2 and all(_is_part(p) for p in parts)
 
 
 def parse_reference(name: str, namespace: str | None = None) -> HubReference:
@@ -328,6 +366,7 @@ def parse_reference(name: str, namespace: str | None = None) -> HubReference:
 
     Raises:
         UnknownModelError: for a name that is neither registered nor a repo id (with close matches).
+        ValueError: for a ``namespace`` (or ``$LIT_DEEP_HUB_NAMESPACE``) that is not one part of a repo id.
 
     Example::
 
@@ -337,6 +376,8 @@ def parse_reference(name: str, namespace: str | None = None) -> HubReference:
         >>> parse_reference("mlp.fmnist").repo_id
         'lit-deep/mlp.fmnist'
     """
+    if namespace is not None:  # an argument is checked whatever the name; the variable when it is used
+        hub_namespace(namespace)
     if isinstance(name, str) and name in REGISTRY:
         entry = REGISTRY[name]
         return HubReference(name, entry.repo_id(namespace), None, entry)

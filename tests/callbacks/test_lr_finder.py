@@ -59,3 +59,26 @@ def test_apply_sets_max_lr_of_a_one_cycle_partial_else_lr() -> None:
 def test_find_lr_is_skipped_under_fast_dev_run(tmp_path: Path) -> None:
     trainer = pl.Trainer(accelerator="cpu", fast_dev_run=True, default_root_dir=str(tmp_path), logger=False)
     assert find_lr(trainer, tiny_classifier(None)) is None
+
+
+def test_find_lr_on_too_few_batches_names_the_batches_not_num_training(tmp_path: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.rand(56, 1, 28, 28)
+    data = DataLoader(TensorDataset(x, torch.randint(0, 10, (56,))), batch_size=8)  # 7 batches
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match="only 7 batches per epoch") as info:
+        find_lr(trainer, tiny_classifier(None), train_dataloaders=data, num_training=100)
+    message = str(info.value)
+    assert message.startswith("train_dataloaders: the training data has only 7 batches per epoch, so the range")
+    assert "num_training=100 cannot be reached" in message and "raise num_training" not in message
+    assert "\n" not in message

@@ -109,7 +109,7 @@ def test_demo_prints_where_the_source_model_came_from(
 ) -> None:
     from lit_deep import zoo
     from lit_deep.experiments import demo
-    from lit_deep.zoo import ZooInfo
+    from lit_deep.zoo.api import ZooInfo
 
     class Stop(Exception):
         pass

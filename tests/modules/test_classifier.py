@@ -65,7 +65,7 @@ def test_fit_logs_accuracy_and_nll_for_every_stage(tiny_fmnist, tmp_path):
     assert {"train_acc", "train_nll", "train_loss", "val_acc", "val_nll", "val_loss"} <= set(metrics)
     assert trainer.global_step == 14
     result = trainer.test(clf, _dm(tiny_fmnist), verbose=False)[0]
-    assert set(result) == {"test_acc", "test_nll"}
+    assert set(result) == {"test_acc", "test_nll", "test_brier", "test_ace", "test_aurc"}
     assert 0 <= result["test_acc"] <= 1
     assert result["test_nll"] > 0
 
@@ -368,3 +368,41 @@ def test_train_metrics_are_the_epoch_means_over_every_training_image(tiny_fmnist
         preds = (logits.squeeze(-1) > 0).long() if num_classes == 1 else logits.argmax(-1)
     assert float(trainer.callback_metrics["train_acc"]) == pytest.approx(float((preds == y).float().mean()), abs=1e-6)
     assert float(trainer.callback_metrics["train_nll"]) == pytest.approx(float(nll.mean()), rel=1e-5)
+
+
+def test_a_label_beyond_the_classes_is_one_line_in_fit(tiny_fmnist, tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.rand(8, 1, 28, 28), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match=r"targets: .*\[0, 3\)"):
+        trainer.fit(Classifier(MLP(hidden=(4,), num_classes=3)), DataLoader(data, batch_size=4))
+
+
+def test_validation_and_test_log_streaming_calibration_metrics_equal_to_the_functions(tiny_fmnist, tmp_path):
+    from lit_deep.uncertainty import aurc, brier_score
+
+    dm = FashionMNISTDataModule(str(tiny_fmnist.path), batch_size=8, val_size=10, eval_batch_size=3)
+    clf = Classifier(MLP(hidden=(8,), seed=0))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
+    result = trainer.test(clf, dm, verbose=False)[0]
+    dm.setup("test")
+    x, y = dm.test_set[0 : len(dm.test_set)]
+    with torch.no_grad():
+        probs = clf.eval().probabilities(clf(x))
+    assert result["test_brier"] == pytest.approx(brier_score(probs, y), abs=1e-5)
+    assert result["test_aurc"] == pytest.approx(aurc(probs, y), abs=1e-5)

@@ -50,7 +50,7 @@ def test_a_hostile_temperature_in_a_hub_config_is_refused(tmp_path: Path, monkey
     try:
         server.state.add_folder("someone/hot", folder)
         monkeypatch.setenv("HF_ENDPOINT", server.url)
-        with pytest.raises(ValueError, match=r"temperature: must be a positive finite number"):
+        with pytest.raises(ValueError, match=r"config\.json: temperature must be a finite number in \[0\.001, 1000\]"):
             zoo.load("someone/hot", cache_dir=str(tmp_path / "cache"))
         assert zoo.load("someone/hot", cache_dir=str(tmp_path / "cache"), calibrated=False).zoo_info.commit
     finally:
