@@ -99,6 +99,8 @@ def _load(path: str) -> Any:
         if not zipfile.is_zipfile(path):  # torch.save's format since 1.6, and Lightning's: the legacy one is not read
             raise CheckpointError(f"{where}: not a zip-format torch checkpoint (truncated, empty or another format)")
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as err:
         # torch's message spans many lines and advises weights_only=False: never the right advice for a download.
         first = str(err).strip().splitlines()

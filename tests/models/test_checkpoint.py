@@ -137,3 +137,17 @@ def test_classifier_of_an_undescribed_model_says_to_pass_model(tmp_path: Path) -
         Classifier.load_from_checkpoint(tmp_path / "user.ckpt")
     loaded = Classifier.load_from_checkpoint(tmp_path / "user.ckpt", model=_UserNet())
     assert torch.equal(loaded.model.linear.weight, module.model.linear.weight)
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "pickled-zip", "list-hparams"])
+def test_the_command_line_says_it_in_one_line(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lit_deep.cli import main
+    from lit_deep.zoo.release import cli as zoo_cli
+
+    path = _write(tmp_path / f"{kind}.ckpt", kind)
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "baseline.yaml"
+    assert main(["fit", "--config", str(recipe), "--ckpt_path", str(path), "--trainer.max_epochs", "1"]) == 2
+    assert zoo_cli.main(["export", "mlp.fmnist", "--ckpt", str(path), "--out", str(tmp_path / "out")]) == 2
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert line.count(f"checkpoint {str(path)!r}: ") == 1, line  # named once, not wrapped twice
+        assert "Traceback" not in line

@@ -52,7 +52,7 @@ def test_card_has_hub_metadata_and_the_measured_figures(name: str) -> None:
     text = (ROOT / "zoo" / name / "README.md").read_text()
     header = yaml.safe_load(text.split("---\n")[1])
     assert header["license"] == "apache-2.0"
-    assert header["library_name"] == "lit-deep"
+    assert header["library_name"] == "lit_deep"
     assert header["datasets"] == ["zalando-datasets/fashion_mnist"]
     reported = {m["name"]: m["value"] for m in header["model-index"][0]["results"][0]["metrics"]}
     assert len(reported) == len(entry.metrics) + len(entry.extra_metrics)
@@ -73,3 +73,17 @@ def test_write_then_check_round_trips(tmp_path: Path) -> None:
     assert config["files"]["model.safetensors"]["sha256"] == entry.sha256
     assert config["lit_deep_zoo_format"] == 2
     build(config["model"]).load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)  # the weights fit
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_card_parses_as_a_hub_model_card_with_its_metrics(name: str) -> None:
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((ROOT / "zoo" / name / "README.md").read_text())  # the Hub's own parser, no network
+    data = card.data
+    assert data.library_name == "lit_deep" and data.pipeline_tag in ("image-classification", "image-feature-extraction")
+    assert data.eval_results, "model-index has no results"
+    values = {result.metric_type: result.metric_value for result in data.eval_results}
+    entry = REGISTRY[name]
+    assert len(data.eval_results) == len(entry.metrics) + len(entry.extra_metrics)
+    assert all(isinstance(v, (int, float)) for v in values.values())

@@ -53,7 +53,7 @@ def test_push_model_then_load_and_fine_tune(
     assert {"config.json", "model.safetensors", "README.md"} <= set(files)
     config = json.loads(files["config.json"])
     assert config["metrics"]["test_acc"] >= 0 and {"test_nll", "test_ece"} <= set(config["metrics"])
-    assert "library_name: lit-deep" in files["README.md"].decode()
+    assert "library_name: lit_deep" in files["README.md"].decode()
     assert 'zoo.load("you/fmnist-mlp")' in files["README.md"].decode()
 
     loaded = zoo.load("you/fmnist-mlp")

@@ -106,7 +106,7 @@ def _metadata(entry: ZooEntry) -> str:
     ]
     data = ModelCardData(
         license="apache-2.0",
-        library_name="lit-deep",
+        library_name="lit_deep",  # as downloads are tagged (huggingface_hub library_name)
         datasets=[_DATASET],
         tags=["pytorch", "lightning", "fashion-mnist", "safetensors", entry.arch, entry.kind],
         pipeline_tag=task_type,
