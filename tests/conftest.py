@@ -24,9 +24,11 @@ def real_data_available() -> bool:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip tests marked ``realdata`` where the real files are not installed."""
+    """Skip tests marked ``realdata`` where the real files are not installed, ``cuda`` where no GPU is."""
     if item.get_closest_marker("realdata") is not None and not real_data_available():
         pytest.skip(f"the real Fashion-MNIST is not installed in {REAL_DIR}")
+    if item.get_closest_marker("cuda") is not None and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
 
 
 @dataclass
