@@ -25,6 +25,7 @@ LAYERS: dict[str, float] = {
     "_validate": -1,
     "_warnings": -1,
     "_version": -1,
+    "_device": -1,
     "__init__": -0.5,  # `import lit_deep` itself: lazy attributes only
     "data": 0,
     "nn": 0,

@@ -76,9 +76,11 @@ def keyed_dropout(
         )
     if feature and x.dim() < 4:
         raise ValueError(f"model: {name} needs [N, C, ...] inputs, got {x.dim() - 1} dims")
-    shape = tuple(x.shape[2:3]) + (1,) * (x.dim() - 3) if feature else tuple(x.shape[2:])
-    # Masks are drawn on the CPU (keyed generators), whatever the model's device.
-    out = apply_mask(x, sampler.mask(shape, p, x.dtype).to(x.device), p, alpha=alpha)
+    if feature:  # one draw per channel: a small mask, broadcast over the channel's values
+        shape = tuple(x.shape[2:3]) + (1,) * (x.dim() - 3)
+        out = apply_mask(x, sampler.mask(shape, p, x.dtype, x.device), p, alpha=alpha)
+    else:  # the masks are drawn on x's device, straight into the output
+        out = sampler.dropout(x, p, alpha=alpha)
     return out.reshape(samples * images, *out.shape[2:])
 
 

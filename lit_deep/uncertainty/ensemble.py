@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_deep._device import batch_inputs, to_model_device
 from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
 from lit_deep.uncertainty.ood import deterministic_probs
@@ -77,7 +78,12 @@ class Ensemble(nn.Module):
         """
         check_int("mc_samples", mc_samples, minimum=0)
         check_seed("seed", seed)
-        x = inputs if isinstance(inputs, torch.Tensor) else torch.cat([_first(b) for b in inputs])
+        # Results on the inputs' device for a tensor, the ensemble's (first member's) device for a DataLoader.
+        if isinstance(inputs, torch.Tensor):
+            x, device = inputs, inputs.device
+        else:
+            x = torch.cat([to_model_device(self, _first(b)) for b in inputs])
+            device = x.device
         if mc_samples and seed is None:
             seed = int(torch.randint(0, 2**62, ()))
         stats: SampleStats | None = None
@@ -89,13 +95,14 @@ class Ensemble(nn.Module):
                 samples = pred.samples
             else:
                 samples = deterministic_probs(member, x, batch_size).unsqueeze(0)
-            stats = stats or SampleStats(samples.shape[1], samples.shape[2], samples.dtype)
+            stats = stats or SampleStats(samples.shape[1], samples.shape[2], samples.dtype, device)
             stats.update(samples)
         assert stats is not None
         return stats.result()
 
 
 def _first(batch: object) -> torch.Tensor:
-    out = batch[0] if isinstance(batch, (tuple, list)) else batch
-    assert isinstance(out, torch.Tensor)
+    out = batch_inputs(batch)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"inputs: expected DataLoader batches of tensors, got {type(out).__name__}")
     return out

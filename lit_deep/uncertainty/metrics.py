@@ -115,7 +115,11 @@ def ood_auroc(scores_in: torch.Tensor, scores_out: torch.Tensor) -> float:
     scores = torch.cat([scores_in, scores_out]).float()
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores_in, scores_out: contain NaN or infinite values")
-    labels = torch.cat([torch.zeros(scores_in.numel()), torch.ones(scores_out.numel())]).long()
+    zeros, ones = (
+        torch.full((s.numel(),), v, dtype=torch.long, device=scores.device)
+        for s, v in ((scores_in, 0), (scores_out, 1))
+    )
+    labels = torch.cat([zeros, ones])
     from torchmetrics.functional.classification import binary_auroc  # torchmetrics loads matplotlib
 
     return float(binary_auroc(scores, labels))

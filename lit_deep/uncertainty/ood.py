@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from lit_deep._device import batch_inputs, model_device, to_model_device
 from lit_deep._validate import check_int
 from lit_deep.uncertainty._accumulate import to_probs
 from lit_deep.uncertainty._layers import dropout_off
@@ -20,22 +22,37 @@ from lit_deep.uncertainty.scores import max_softmax_uncertainty, uncertainty_sco
 __all__ = ["deterministic_probs", "ood_aurocs"]
 
 
-def deterministic_probs(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def deterministic_probs(model: nn.Module, inputs: torch.Tensor | DataLoader, batch_size: int = 1024) -> torch.Tensor:
     """Probabilities ``[N, C]`` of one pass with every dropout off (MC layers included), in eval mode.
 
-    The model's modes are restored afterwards.
+    Each batch runs on the model's device; the probabilities (float32 at least, also for a bf16 model or under
+    autocast) are returned on the inputs' device, or the model's for a DataLoader. The model's modes are
+    restored afterwards.
+
+    Args:
+        model: a classifier returning logits (see :func:`~lit_deep.uncertainty.mc_predict`).
+        inputs: ``[N, ...]`` or a DataLoader of ``x`` or ``(x, y, ...)`` batches.
+        batch_size: images per pass (for a tensor).
 
     Example::
 
         >>> from lit_deep.models import MLP
         >>> net = MLP(input_shape=(3,), hidden=(4,), num_classes=2, dropout=0.5, dropout_kind="mc", seed=0)
         >>> x = torch.ones(2, 3)
-        >>> torch.equal(deterministic_probs(net, x), deterministic_probs(net, x))
-        True
+        >>> torch.equal(deterministic_probs(net, x), deterministic_probs(net, x)), deterministic_probs(net, x).dtype
+        (True, torch.float32)
     """
     check_int("batch_size", batch_size, minimum=1)
+    if isinstance(inputs, DataLoader):
+        batches = [batch_inputs(b) for b in inputs]
+        device = model_device(model)
+    else:
+        batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+        device = inputs.device
     with dropout_off(model), torch.no_grad():
-        return torch.cat([to_probs(model(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
+        probs = [to_probs(model(to_model_device(model, x))) for x in batches]  # type: ignore[arg-type]
+    out = torch.cat(probs)
+    return out if device is None else out.to(device)
 
 
 def ood_aurocs(

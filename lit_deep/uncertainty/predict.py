@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_deep._device import batch_inputs, model_device, to_model_device
 from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
 from lit_deep.uncertainty._graph import GraphPlan, WholePlan, make_plan
 from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
-from lit_deep.uncertainty._masks import IMAGE_BLOCK, MaskSampler
+from lit_deep.uncertainty._masks import MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "DEFAULT_MAX_SAMPLES_BYTES", "MAX_SAMPLES", "mc_predict"]
@@ -77,24 +78,13 @@ def _check_inputs(x: object) -> torch.Tensor:
     return x
 
 
-def _chunks(indices: torch.Tensor, chunk: int) -> Iterator[slice]:
-    """Row ranges of at most ``chunk`` images; for consecutive indices, cut at multiples of ``chunk``."""
-    n = indices.numel()
-    first = int(indices[0])
-    aligned = torch.equal(indices, torch.arange(first, first + n)) and chunk % IMAGE_BLOCK == 0
-    lo = 0
-    while lo < n:
-        hi = min(n, lo + chunk - ((first + lo) % chunk if aligned else 0))
-        yield slice(lo, hi)
-        lo = hi
-
-
 def _probe(x: torch.Tensor) -> torch.Tensor:
     """Two inputs (the first one twice if there is only one), to tell per-image values from others."""
     return x[:2] if x.shape[0] >= 2 else x[:1].expand(2, *x.shape[1:])
 
 
 def _run_tensor(
+    model: nn.Module,
     plan: GraphPlan | WholePlan,
     sampler: MaskSampler,
     x: torch.Tensor,
@@ -106,13 +96,13 @@ def _run_tensor(
     kept_images: int = 0,
     max_samples_bytes: int = DEFAULT_MAX_SAMPLES_BYTES,
 ) -> MCPrediction:
+    """The prediction of one batch ``x``, computed on the model's device, chunk by chunk (results stay there)."""
     per_image = plan.per_image
-    # Images per chunk: whole blocks where possible, so that blocks are never drawn twice.
     chunk = min(batch_size, max(1, max_elements // per_image))
-    chunk = max(IMAGE_BLOCK, chunk - chunk % IMAGE_BLOCK) if chunk >= IMAGE_BLOCK else chunk
     parts: list[MCPrediction] = []
-    for rows in _chunks(indices, chunk):
-        h = plan.deterministic_prefix(x[rows])
+    for lo in range(0, x.shape[0], chunk):
+        rows = slice(lo, min(x.shape[0], lo + chunk))
+        h = plan.deterministic_prefix(to_model_device(model, x[rows]))
         images = rows.stop - rows.start
         step = max(1, min(samples, max_elements // (images * per_image)))
         sampler.begin_chunk(indices[rows])
@@ -121,12 +111,12 @@ def _run_tensor(
         kept: list[torch.Tensor] = []
         for start in range(0, samples, step):
             count = min(step, samples - start)
-            sampler.begin_samples(count)
-            probs = to_probs(plan.stochastic_suffix(h, count)).view(count, images, -1).cpu()
+            sampler.begin_samples(count, first=start)
+            probs = to_probs(plan.stochastic_suffix(h, count)).view(count, images, -1)
             if stats is None:
                 if keep_samples and not parts:  # the number of classes is known now, before anything is kept
                     _check_kept_size(samples, kept_images, probs.shape[-1], max_samples_bytes)
-                stats = SampleStats(images, probs.shape[-1], probs.dtype)
+                stats = SampleStats(images, probs.shape[-1], probs.dtype, probs.device)
             pending.append(probs)
             kept += [probs] if keep_samples else []
             # Few, large updates: each statistic is one call over all pending samples (small next to activations).
@@ -170,13 +160,19 @@ def mc_predict(
     output broadcast over the samples. Models that cannot be traced run whole on the input repeated per sample
     (one ``INFO`` line of the ``lit_deep.uncertainty`` logger names why). Work is chunked so that the repeated
     tensor entering the stochastic part holds at most ``max_elements`` elements (at least one image and one
-    sample at a time). Masks cost a quarter of a random number per unit; the dropout rate is quantised to
-    ``1/65536`` (:func:`~lit_deep.nn.dropout.quantize_rate`).
+    sample at a time). Masks are hashed on the model's device, a quarter of a 64-bit hash per unit, and written
+    straight into the dropout's output; the dropout rate is quantised to ``1/65536``
+    (:func:`~lit_deep.nn.dropout.quantize_rate`).
 
-    **Seeding.** Each image's masks depend only on ``(seed, dropout call, dataset index, sample)``
-    (:mod:`lit_deep.uncertainty._masks`): equal seeds give identical results, whatever ``batch_size``,
-    ``max_elements``, DataLoader batching, or how the data is split across DDP ranks (pass ``indices``).
+    **Seeding.** Each mask element is a counter-based hash of ``(seed, dropout call, dataset index, sample,
+    unit)`` (:mod:`lit_deep.uncertainty._masks`), kept with probability exactly ``1 - quantize_rate(p)``: equal
+    seeds give identical masks whatever ``batch_size``, ``max_elements``, DataLoader batching, how the data is
+    split across DDP ranks (pass ``indices``), or the device (CPU and CUDA draw the same integers).
     ``seed=None`` draws a seed from PyTorch's global generator (so ``torch.manual_seed`` makes it repeatable).
+
+    **Devices.** Each batch runs on the model's device (its first parameter's); results are returned on the
+    inputs' device for a tensor and on the model's device for a DataLoader. Probabilities and every field are
+    float32 or wider, also for bf16 / float16 models and under autocast (logits are cast before the softmax).
 
     Args:
         model: a network with at least one stochastic dropout layer or call (see Modes).
@@ -220,7 +216,7 @@ def mc_predict(
     if isinstance(inputs, DataLoader):
         if indices is not None:
             raise ValueError("indices: not supported with a DataLoader (its batches are numbered from 0)")
-        batches = ((b[0] if isinstance(b, (tuple, list)) else b) for b in inputs)
+        batches = (batch_inputs(b) for b in inputs)
         try:
             total = len(inputs.dataset)  # type: ignore[arg-type]
         except TypeError:  # an iterable dataset: each batch is checked with what has been kept so far
@@ -228,6 +224,8 @@ def mc_predict(
     else:
         total = inputs.shape[0] if isinstance(inputs, torch.Tensor) else None
         batches = [inputs]
+    # Results: on the inputs' device for a tensor, on the model's device for a DataLoader.
+    device = inputs.device if isinstance(inputs, torch.Tensor) else model_device(model)
     parts, seen = [], 0
     plan: GraphPlan | WholePlan | None = None
     with mc_mode(model, layers, enable_dropout, sampler), torch.no_grad():
@@ -236,10 +234,11 @@ def mc_predict(
             idx = _batch_indices(indices, seen, x.shape[0])
             seen += x.shape[0]
             try:
-                plan = plan or _plan(model, layers, enable_dropout, sampler, x)
+                plan = plan or _plan(model, layers, enable_dropout, sampler, to_model_device(model, _probe(x)))
                 kept = total if total is not None else seen
                 parts.append(
                     _run_tensor(
+                        model,
                         plan,
                         sampler,
                         x,
@@ -256,13 +255,13 @@ def mc_predict(
                 raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
     if not parts:
         raise ValueError("inputs: the DataLoader yielded no batches")
-    return MCPrediction.cat(parts)
+    return MCPrediction.cat(parts).to(device)
 
 
 def _plan(
     model: nn.Module, layers: list[nn.Module], enable_dropout: bool, sampler: MaskSampler, x: torch.Tensor
 ) -> GraphPlan | WholePlan:
-    plan = make_plan(model, layers, enable_dropout, sampler, _probe(x))
+    plan = make_plan(model, layers, enable_dropout, sampler, x)
     if not plan.stochastic:
         hint = "" if enable_dropout else " (pass enable_dropout=True to switch on nn.Dropout layers and F.dropout)"
         why = f"; {plan.reason}" if isinstance(plan, WholePlan) and plan.reason else ""

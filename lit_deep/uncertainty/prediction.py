@@ -112,6 +112,20 @@ class MCPrediction:
         samples = self.samples[:, rows] if self.samples is not None else None
         return MCPrediction(**picked, samples=samples)
 
+    def to(self, device: torch.device | str | None) -> MCPrediction:
+        """The same prediction with every tensor on ``device`` (``self`` for ``None`` or where they are already).
+
+        Example::
+
+            >>> pred = MCPrediction.from_samples(torch.tensor([[[1.0, 0.0]]]))
+            >>> pred.to("cpu") is pred, pred.to(None) is pred
+            (True, True)
+        """
+        if device is None or self.probs.device == torch.device(device):
+            return self
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "samples"}
+        return MCPrediction(**moved, samples=None if self.samples is None else self.samples.to(device))
+
     @classmethod
     def cat(cls, parts: Sequence[MCPrediction]) -> MCPrediction:
         """Concatenate predictions along the input dimension (``samples`` kept only if every part has it).

@@ -133,7 +133,11 @@ def fpr_at_tpr(scores_in: torch.Tensor, scores_out: torch.Tensor, tpr: float = 0
     # torchmetrics applies a sigmoid to scores outside [0, 1], which can saturate and create ties: rescale.
     low, high = scores.min(), scores.max()
     scores = (scores - low) / (high - low) if high > low else torch.zeros_like(scores)
-    labels = torch.cat([torch.zeros(scores_in.numel()), torch.ones(scores_out.numel())]).long()
+    zeros, ones = (
+        torch.full((s.numel(),), v, dtype=torch.long, device=scores.device)
+        for s, v in ((scores_in, 0), (scores_out, 1))
+    )
+    labels = torch.cat([zeros, ones])
     from torchmetrics.functional.classification import binary_specificity_at_sensitivity  # loads matplotlib
 
     specificity, _ = binary_specificity_at_sensitivity(scores, labels, min_sensitivity=tpr)
