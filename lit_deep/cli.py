@@ -438,6 +438,84 @@ def check_yaml_args(args: Sequence[str]) -> None:
         option = None
 
 
+#: Module prefixes a class path on the command line or in a recipe may name (checked before anything is imported);
+#: ``$LIT_DEEP_ALLOW_IMPORTS`` (comma-separated module prefixes) adds a user's own packages.
+ALLOWED_MODULES = ("lit_deep", "lightning", "pytorch_lightning", "torch", "torchmetrics")
+_CLASS_KEYS = {"model", "data", "callbacks", "logger", "plugins", "optimizer", "lr_scheduler", "schedule"}
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+def _allowed_path(path: str) -> bool:
+    extra = [m.strip() for m in os.environ.get("LIT_DEEP_ALLOW_IMPORTS", "").split(",") if m.strip()]
+    top = path.split(".")[0]
+    return top in ALLOWED_MODULES or any(path == m or path.startswith(m + ".") for m in extra)
+
+
+def _class_paths(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """``(where, class path)`` of every ``class_path`` entry in a parsed recipe."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            if key == "class_path" and isinstance(item, str):
+                yield inner, item
+            else:
+                yield from _class_paths(item, inner)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _class_paths(item, f"{where}[{i}]")
+
+
+def check_class_paths(args: Sequence[str]) -> None:
+    """Refuse a class path outside :data:`ALLOWED_MODULES` before jsonargparse imports its module.
+
+    jsonargparse imports the module a ``class_path`` names to find the class, so ``--model.class_path=this.Foo``
+    would run ``this``'s import-time code before any check. The paths of the command line (``--x.class_path``,
+    ``--model``, ``--data``, ``--trainer.callbacks+=``, ...) and of every ``--config`` recipe are checked first;
+    short names (``Classifier``) are resolved by jsonargparse among classes already imported.
+
+    Raises:
+        ValueError: one line naming the argument (or the recipe entry) and the path.
+
+    Example::
+
+        >>> check_class_paths(["fit", "--model=lit_deep.Classifier", "--ckpt_path=last.ckpt"])
+        >>> try:
+        ...     check_class_paths(["fit", "--model.class_path=this.Foo"])
+        ... except ValueError as err:
+        ...     print(str(err).split(" (")[0])
+        --model.class_path: 'this.Foo' is outside the allowed modules
+    """
+    import yaml
+
+    found: list[tuple[str, str]] = []
+    option: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            if "=" not in arg:
+                option = arg
+                continue
+            option, value = arg.split("=", 1)
+        elif option is None:
+            continue
+        else:
+            value = arg
+        key = option.lstrip("-").rstrip("+")
+        if option in ("--config", "-c") and os.path.isfile(value):
+            with open(value, encoding="utf-8") as handle:  # checked by check_yaml_args first: bounded
+                found += [
+                    (f"{option} {value}: {where}", path) for where, path in _class_paths(yaml.safe_load(handle), "")
+                ]
+        elif (key.endswith("class_path") or key.split(".")[-1] in _CLASS_KEYS) and _DOTTED.match(value):
+            found.append((option, value))
+        option = None
+    for where, path in found:
+        if "." in path and not _allowed_path(path):
+            raise ValueError(
+                f"{where}: {path!r} is outside the allowed modules ({', '.join(ALLOWED_MODULES)}); nothing was "
+                "imported. Add your package to $LIT_DEEP_ALLOW_IMPORTS (comma-separated) to use it"
+            )
+
+
 def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("LIT_DEEP_DEBUG", "").strip() not in ("", "0")
 
@@ -523,6 +601,7 @@ def _run(args: list[str]) -> int:
     if args and args[0] in COMMANDS:
         return _run_extra(args[0], args[1:])
     check_yaml_args(args)  # before jsonargparse expands a YAML alias bomb
+    check_class_paths(args)  # before jsonargparse imports the module a class path names
     if args and args[0] in ("-h", "--help") and COMMANDS:
         print(f"lit-deep verbs: {', '.join([*_LIGHTNING_VERBS, *COMMANDS])} (each has its own --help)")
     with warnings.catch_warnings():

@@ -195,3 +195,26 @@ def test_every_recipe_passes_the_yaml_check():
     assert len(recipes) > 40
     for recipe in recipes:
         check_yaml_file(str(recipe), f"--config {recipe}")
+
+
+def test_a_class_path_outside_the_allow_list_is_refused_before_its_module_is_imported(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    assert main(["fit", "--model.class_path=this.Foo"]) == 2
+    err = capsys.readouterr()
+    assert "'this.Foo' is outside the allowed modules" in err.err and "Beautiful is better" not in err.out
+    assert "this" not in sys.modules  # its import-time code never ran
+    recipe = tmp_path / "hostile.yaml"
+    recipe.write_text("model:\n  class_path: this.Foo\n")
+    assert main(["fit", "--config", str(recipe)]) == 2
+    assert "model.class_path: 'this.Foo'" in capsys.readouterr().err and "this" not in sys.modules
+    assert main(["fit", "--trainer.callbacks+=antigravity.Fly"]) == 2  # the same for callbacks
+    assert "antigravity" not in sys.modules
+
+
+def test_every_recipe_passes_the_class_path_check():
+    from lit_deep.cli import check_class_paths
+
+    for recipe in sorted((RECIPE.parent).rglob("*.yaml")):
+        check_class_paths(["fit", "--config", str(recipe)])

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lit_deep._device import batch_inputs, model_device, to_model_device
-from lit_deep._validate import check_int, check_seed
+from lit_deep._validate import check_choice, check_int, check_seed
 from lit_deep.uncertainty._accumulate import SampleStats, to_probs
+from lit_deep.uncertainty._every_op import every_op_prediction, every_op_train_mode
 from lit_deep.uncertainty._graph import GraphPlan, WholePlan, make_plan
 from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
 from lit_deep.uncertainty._masks import MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
 
-__all__ = ["DEFAULT_MAX_ELEMENTS", "DEFAULT_MAX_SAMPLES_BYTES", "MAX_SAMPLES", "mc_predict"]
+__all__ = ["DEFAULT_MAX_ELEMENTS", "DEFAULT_MAX_SAMPLES_BYTES", "MAX_SAMPLES", "STOCHASTIC", "Stochastic", "mc_predict"]
+
+#: What ``mc_predict`` samples: dropout layers and calls (keyed masks), or every stochastic op of the model.
+Stochastic = Literal["dropout", "all"]
+STOCHASTIC: tuple[str, ...] = get_args(Stochastic)
 
 #: Default memory bound: elements of the repeated tensor entering the stochastic part (2**20 floats = 4 MiB).
 #: Chosen by the sweep of ``benchmarks/mc_dropout.py`` (dropout before every layer of the 300-100 MLP, T=100,
@@ -139,6 +144,7 @@ def mc_predict(
     indices: torch.Tensor | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     max_samples_bytes: int = DEFAULT_MAX_SAMPLES_BYTES,
+    stochastic: Stochastic = "dropout",
 ) -> MCPrediction:
     """Monte-Carlo dropout prediction: ``samples`` stochastic passes, their mean, spread and uncertainty.
 
@@ -154,6 +160,17 @@ def mc_predict(
     traced graph: a call with ``training=True`` written in the code is always on, one with
     ``training=self.training`` is switched on by ``enable_dropout=True``; its masks are keyed like the layers'.
     Every module's mode is restored afterwards, also when the call raises.
+
+    **stochastic="all"** samples every stochastic op of any model, not only dropout layers and calls: every
+    module in training mode except normalisation layers with running statistics (BatchNorm stays in eval mode,
+    its statistics untouched), so functional dropout gated by ``self.training`` (Hugging Face transformers'
+    attention-probability dropout), timm's attention dropout and stochastic depth (drop-path) are sampled too.
+    Use it for models whose randomness is not a dropout layer; it runs the whole model ``samples`` times (no
+    split of the deterministic part) from torch's own generators, seeded per (chunk, sample) inside
+    ``fork_rng``: reproducible for the same ``seed``, inputs and ``batch_size``, but, unlike the default
+    ``"dropout"`` mode, not invariant to how the inputs are chunked or sharded. A model with nothing stochastic
+    in training mode is refused. Outputs with a ``logits`` attribute (``transformers``' ``ModelOutput``) are
+    read through it. ``enable_dropout`` is implied.
 
     **Speed.** The model is traced with ``torch.fx`` (:mod:`lit_deep.uncertainty._graph`): everything that does
     not depend on a dropout runs once per input and only the rest runs, for many samples at once, on its
@@ -185,6 +202,8 @@ def mc_predict(
         indices: the dataset index of each input (int64 ``[N]``, default ``0..N-1``; DataLoader batches are
             numbered consecutively from 0).
         max_elements: the memory bound described above.
+        stochastic: ``"dropout"`` (default: dropout layers and calls, keyed masks) or ``"all"`` (every stochastic
+            op, above).
         max_samples_bytes: with ``return_samples``, the most bytes the ``[T, N, C]`` float32 samples may take
             (:data:`DEFAULT_MAX_SAMPLES_BYTES`, 2 GiB); checked before they are kept.
 
@@ -208,9 +227,12 @@ def mc_predict(
         True
     """
     _check_args(samples, seed, batch_size, max_elements, max_samples_bytes)
-    layers = stochastic_layers(model, enable_dropout)
+    check_choice("stochastic", stochastic, STOCHASTIC)
     if seed is None:
         seed = int(torch.randint(0, 2**62, ()))
+    if stochastic == "all":
+        return _predict_every_op(model, inputs, samples, seed, batch_size, indices, return_samples, max_samples_bytes)
+    layers = stochastic_layers(model, enable_dropout)
     sampler = MaskSampler(seed)
     batches: Iterable[Any]
     if isinstance(inputs, DataLoader):
@@ -253,6 +275,41 @@ def mc_predict(
                 )
             except RuntimeError as err:
                 raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
+    if not parts:
+        raise ValueError("inputs: the DataLoader yielded no batches")
+    return MCPrediction.cat(parts).to(device)
+
+
+def _predict_every_op(
+    model: nn.Module,
+    inputs: torch.Tensor | DataLoader,
+    samples: int,
+    seed: int,
+    batch_size: int,
+    indices: torch.Tensor | None,
+    keep_samples: bool,
+    max_samples_bytes: int,
+) -> MCPrediction:
+    if isinstance(inputs, DataLoader):
+        if indices is not None:
+            raise ValueError("indices: not supported with a DataLoader (its batches are numbered from 0)")
+        batches: Iterable[Any] = (batch_inputs(b) for b in inputs)
+    else:
+        batches = [inputs]
+    device = inputs.device if isinstance(inputs, torch.Tensor) else model_device(model)
+    parts, seen = [], 0
+    with every_op_train_mode(model), torch.no_grad():
+        for batch in batches:
+            x = _check_inputs(batch)
+            idx = _batch_indices(indices, seen, x.shape[0])
+            seen += x.shape[0]
+            try:
+                part = every_op_prediction(model, x, idx, samples, seed, batch_size, keep_samples)
+            except RuntimeError as err:
+                raise ValueError(f"inputs: the model failed on inputs of shape {tuple(x.shape)}: {err}") from err
+            if keep_samples and part.samples is not None:
+                _check_kept_size(samples, seen, part.probs.shape[-1], max_samples_bytes)
+            parts.append(part)
     if not parts:
         raise ValueError("inputs: the DataLoader yielded no batches")
     return MCPrediction.cat(parts).to(device)

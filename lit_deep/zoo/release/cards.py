@@ -187,7 +187,7 @@ def card_text(entry: ZooEntry, weights_size: int | None = None) -> str:
 
         >>> from lit_deep.zoo.registry import get_entry
         >>> text = card_text(get_entry("mlp_selu.fmnist_a"))
-        >>> text.startswith("---") and "library_name: lit-deep" in text
+        >>> text.startswith("---") and "library_name: lit_deep" in text
         True
     """
     pre = entry.preprocessing
