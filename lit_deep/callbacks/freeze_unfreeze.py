@@ -385,7 +385,8 @@ class FreezeUnfreeze(Callback):
                 f"phases[{phase}].monitor: {monitor!r} was not logged in validation (logged: "
                 f"{sorted(trainer.callback_metrics)}); log it with self.log in validation_step"
             )
-        value = torch.as_tensor(metric).detach().to(trainer.strategy.root_device)
+        # A copy: the all-reduce works in place and must not change what the other callbacks read.
+        value = torch.as_tensor(metric).detach().to(trainer.strategy.root_device, copy=True)
         value = trainer.strategy.reduce(value if value.is_floating_point() else value.float(), reduce_op="mean")
         return float(trainer.strategy.broadcast(float(value), src=0))
 

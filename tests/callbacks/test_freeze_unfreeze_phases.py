@@ -93,11 +93,13 @@ def test_phases_end_after_patience_bad_runs_and_counters_restart(tmp_path, mode,
     assert lrs["backbone.3"] == pytest.approx(lrs["head"] * 0.1)
 
 
-def test_max_epochs_ends_a_phase_that_keeps_improving(tmp_path):
-    phases = [{"unfreeze": "backbone", "max_epochs": 3, "monitor": "score", "patience": 1}]
-    _, callback, record, _ = _fit(tmp_path, phases, [1.0, 0.9, 0.8, 0.7, 0.6], max_epochs=5)
+def test_max_epochs_ends_a_phase_that_keeps_improving_with_the_phases_own_rate(tmp_path):
+    phases = [{"unfreeze": "backbone", "max_epochs": 3, "monitor": "score", "patience": 1, "lr_factor": 0.5}]
+    _, callback, record, trainer = _fit(tmp_path, phases, [1.0, 0.9, 0.8, 0.7, 0.6], max_epochs=5)
     assert callback.unfrozen_epochs == [3]
     assert record.frozen[2] == BACKBONE and record.frozen[3] == []
+    lrs = group_lrs(trainer)
+    assert lrs["backbone"] == pytest.approx(lrs["head"] * 0.5)
 
 
 def test_restore_best_loads_the_best_epochs_weights_bitwise_before_unfreezing(tmp_path):

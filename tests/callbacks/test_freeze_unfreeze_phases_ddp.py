@@ -57,6 +57,9 @@ SCRIPT = textwrap.dedent(
         def on_validation_epoch_end(self, trainer, pl_module):
             self.rec[f"val{trainer.current_epoch}"] = params(pl_module)
 
+        def on_validation_end(self, trainer, pl_module):  # after FreezeUnfreeze's: what other callbacks read
+            self.rec[f"score{trainer.current_epoch}"] = float(trainer.callback_metrics["score"])
+
         def on_train_end(self, trainer, pl_module):
             self.rec["final"] = params(pl_module)
             self.rec["unfrozen_epochs"] = self.freeze.unfrozen_epochs
@@ -105,6 +108,12 @@ def test_both_ranks_end_the_phase_at_the_same_epoch_on_the_rank_averaged_metric(
         assert len(log["epoch3"]["frozen"]) == 4
         assert log["epoch4"]["frozen"] == ["backbone.1.bias", "backbone.1.weight"]
         assert log["epoch5"]["frozen"] == []
+
+
+def test_the_rank_average_leaves_the_logged_metric_alone(ranks):
+    for rank, log in enumerate(ranks):
+        script = {0: [1.0, 0.9, 0.8, 0.7, 0.6, 0.5], 1: [1.0, 1.0, 1.5, 1.5, 1.0, 1.0]}[rank]
+        assert [log[f"score{epoch}"] for epoch in range(6)] == pytest.approx(script)
 
 
 def test_replicas_restore_the_same_best_weights_and_stay_bitwise_equal(ranks):
