@@ -362,6 +362,44 @@ RECIPES: tuple[Recipe, ...] = (
     ),
     Recipe(
         "transfer",
+        "b_on_a_phases",
+        "B-on-A with a metric-driven phase: as b_on_a, but the frozen phase ends when val_loss has not improved\n"
+        "for 2 epochs (at most 8 epochs), and its best weights are restored before the backbone is unfrozen.",
+        data={"task": "B", "b_train_size": 200},
+        trainer={"max_epochs": 20},
+        callbacks=(
+            {
+                "class_path": "lit_deep.callbacks.FreezeUnfreeze",
+                "init_args": {
+                    "modules": "backbone",
+                    "unfreeze_at_epoch": None,
+                    "lr_factor": 0.1,
+                    "phases": [
+                        {
+                            "unfreeze": "backbone",
+                            "max_epochs": 8,
+                            "monitor": "val_loss",
+                            "patience": 2,
+                            "mode": "min",
+                            "restore_best": True,
+                        }
+                    ],
+                },
+            },
+            {"class_path": "lit_deep.callbacks.MaxNorm", "init_args": {"max_value": 3.0}},
+        ),
+        module={
+            "model": {
+                "class_path": "lit_deep.zoo.pretrained.Pretrained",
+                "init_args": {"name": "mlp_selu.fmnist_a", "num_classes": 1, "dropout": 0.1, "seed": 42},
+            },
+            "optimizer": "nadam",
+            "lr": 0.02,
+            "schedule": {"class_path": "lit_deep.schedules.OneCycle", "init_args": {"max_lr": 0.02}},
+        },
+    ),
+    Recipe(
+        "transfer",
         "b_scratch",
         "Task B from scratch: model A's architecture and preprocessing with re-drawn weights, otherwise as b_on_a\n"
         "(no freezing).",

@@ -238,6 +238,7 @@ def write_results(paths: list[Path]) -> Path:
     template = (HERE / "RESULTS.template.md").read_text()
     text = template.replace("{{RECIPES}}", table(paths)).replace("{{TRANSFER}}", transfer_table())
     text = text.replace("{{ENSEMBLE}}", script_table("ensemble", "ensemble_seeds"))
+    text = text.replace("{{TRANSFER_PHASES}}", script_table("transfer_phases", "transfer_phases"))
     text = text.replace("{{TEMPERATURE}}", script_table("temperature", "temperature_zoo"))
     out = HERE / "RESULTS.md"
     out.write_text(text)

@@ -6,23 +6,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
 from lit_deep._validate import check_choice
 from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
+from lit_deep.callbacks._phases import Phase, improved
+from lit_deep.callbacks._phases import phases as phases_of
 from lit_deep.callbacks.contract import TrainableModule, root_module
 from lit_deep.callbacks.select import BATCH_NORMS, as_patterns, matches, select_parameters
 from lit_deep.schedules.groups import mixed_group, rescale_groups
 
-__all__ = ["FreezeUnfreeze"]
+__all__ = ["FreezeUnfreeze", "Phase"]
 
 #: What happens to the frozen BatchNorm layers: kept in eval mode (the book, Keras) or left training.
 BatchNormMode = Literal["eval", "train"]
 _BN_MODES: tuple[str, ...] = get_args(BatchNormMode)
+_DEFAULT_EPOCH = 4  # unfreeze_at_epoch's default, which phases replace
 
 
 class FreezeUnfreeze(Callback):
@@ -59,6 +64,21 @@ class FreezeUnfreeze(Callback):
     too (build it over ``self.parameters()``, not only those that require gradients); an optimizer without them is
     refused.
 
+    **Metric-driven phases.** Instead of epochs, ``phases`` (a list of :class:`Phase`, or of plain mappings of its
+    fields, the YAML form) says when each unfreezing comes: phase ``i`` trains what is trainable, lasts at most
+    ``max_epochs`` epochs, and ends earlier once the validation metric ``monitor`` has not improved by more than
+    ``min_delta`` (``mode`` ``"min"`` or ``"max"``) for ``patience`` validation runs in a row; the next training
+    epoch then starts by unfreezing that phase's ``unfreeze`` (through the same machinery as a milestone: DDP
+    wrapper rebuilt, the phase's ``lr_factor`` or this one). The last phase's unfreezing starts a final stage that
+    runs until the Trainer stops (add ``EarlyStopping`` for it). The decision is taken at validation end from
+    ``trainer.callback_metrics[monitor]`` averaged over the ranks, then broadcast from rank 0, so every rank ends
+    the phase at the same epoch. With ``restore_best``, each improvement keeps a CPU copy of the model's
+    ``state_dict`` and the phase's best weights (parameters and buffers) are loaded before its unfreezing; the
+    optimizer state (the head's moments) and the schedule carry on from the phase's last step, and the groups
+    unfrozen then have no optimizer state yet (they were frozen). The running phase, its best value, bad-run
+    counter, best weights and a pending restore are saved in checkpoints (as tensors: ``weights_only`` loading
+    works), so a run resumed mid-phase continues that phase.
+
     Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``,
     Lightning's demo ``LightningTransformer``), else to the LightningModule, and must exist by ``setup`` (not
     only after ``configure_model``); a name selects a module with its descendants; glob patterns (``fnmatch``)
@@ -75,6 +95,9 @@ class FreezeUnfreeze(Callback):
         lr_factor: the unfrozen groups' rate relative to the head's (the book lowers it), > 0; or one factor per
             milestone, ``{epoch: factor}`` with exactly the milestones' epochs.
         bn: ``"eval"`` or ``"train"``: the mode of frozen BatchNorm layers.
+        phases: metric-driven phases instead of epoch milestones (``unfreeze_at_epoch`` then left at its default
+            or ``None``, ``lr_factor`` a number), e.g. ``[{"unfreeze": "backbone.3", "max_epochs": 5, "monitor":
+            "val_loss", "patience": 2, "restore_best": True}, {"unfreeze": "backbone", "max_epochs": 5}]``.
 
     Raises:
         ValueError: for a bad argument; at fit start for a name or pattern matching nothing, freezing every
@@ -98,6 +121,19 @@ class FreezeUnfreeze(Callback):
         [('head', 0.5), ('backbone', 0.25)]
         >>> torch.equal(before, clf.model.backbone[1].weight)  # trained in epoch 1 only
         False
+
+    A phase without a monitor is an epoch milestone (``{"unfreeze": "backbone", "max_epochs": 1}`` is
+    ``unfreeze_at_epoch=1``); with one it may end earlier::
+
+        >>> phases = [{"unfreeze": "backbone", "max_epochs": 3, "monitor": "val_loss", "patience": 1, "min_delta": 9.0}]
+        >>> callback = FreezeUnfreeze("backbone", phases=phases)
+        >>> trainer = Trainer(max_epochs=4, callbacks=[callback], logger=False, enable_checkpointing=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False, limit_train_batches=1,
+        ...                   num_sanity_val_steps=0)
+        >>> loader = torch.utils.data.DataLoader(data, batch_size=4)
+        >>> trainer.fit(Classifier(MLP(input_shape=(4,), hidden=(8,), num_classes=2, seed=0)), loader, loader)
+        >>> callback.unfrozen_epochs, callback.phase  # val_loss never improves by 9 after epoch 0: ends after 1
+        ([2], 1)
     """
 
     def __init__(
@@ -106,14 +142,43 @@ class FreezeUnfreeze(Callback):
         unfreeze_at_epoch: int | Milestones | None = 4,
         lr_factor: float | Mapping[int, float] = 0.1,
         bn: BatchNormMode = "eval",
+        phases: Sequence[Phase | Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.modules = as_patterns(modules, "modules")
-        self.milestones = milestones(unfreeze_at_epoch, self.modules)
-        #: ``{milestone epoch: factor}``: what ``lr_factor`` means for each milestone (read when it is applied).
+        #: The metric-driven phases (empty for the epoch milestones of ``unfreeze_at_epoch``).
+        self.phases = phases_of(phases)
+        if self.phases:
+            if unfreeze_at_epoch not in (_DEFAULT_EPOCH, None):
+                raise ValueError(
+                    f"unfreeze_at_epoch: must be left at its default or None when phases are given (they say when to "
+                    f"unfreeze), got {unfreeze_at_epoch!r}"
+                )
+            if isinstance(lr_factor, Mapping):
+                raise ValueError(
+                    f"lr_factor: a factor per milestone epoch ({dict(lr_factor)!r}) needs unfreeze_at_epoch; with "
+                    "phases give a number, or each phase its own lr_factor"
+                )
+        #: ``{key: patterns}``: the milestones, keyed by epoch (``unfreeze_at_epoch``) or by phase index (``phases``).
+        self.milestones = (
+            {i: phase.unfreeze for i, phase in enumerate(self.phases)}
+            if self.phases
+            else milestones(unfreeze_at_epoch, self.modules)
+        )
+        #: ``{milestone key: factor}``: what ``lr_factor`` means for each milestone (read when it is applied).
         self.lr_factors = lr_factors(lr_factor, list(self.milestones))
+        for i, phase in enumerate(self.phases):
+            if phase.lr_factor is not None:
+                self.lr_factors[i] = phase.lr_factor
         check_choice("bn", bn, _BN_MODES)
         self.bn = bn
+        # milestone key -> the epoch at whose start it unfreezes: fixed for epochs, decided as each phase ends.
+        self._at: dict[int, int] = {} if self.phases else {epoch: epoch for epoch in self.milestones}
+        self._best: float | None = None  # the running phase: its best monitored value, at which epoch,
+        self._best_epoch: int | None = None
+        self._bad = 0  # the validation runs since, and (restore_best) the weights then, as a CPU copy
+        self._best_state: dict[str, Tensor] | None = None
+        self._restore: dict[int, dict[str, Tensor]] = {}  # ended phase -> the weights to load before it unfreezes
         self._frozen: dict[
             str, nn.Parameter
         ] = {}  # every parameter frozen at the start (and trainable before), by name
@@ -136,10 +201,11 @@ class FreezeUnfreeze(Callback):
             >>> FreezeUnfreeze("backbone", unfreeze_at_epoch={2: "backbone.3", 4: "backbone"}).state_key
             "FreezeUnfreeze{'modules': ['backbone'], 'unfreeze_at_epoch': {2: ['backbone.3'], 4: ['backbone']}}"
         """
-        config = {
-            "modules": list(self.modules),
-            "unfreeze_at_epoch": {epoch: list(patterns) for epoch, patterns in self.milestones.items()},
-        }
+        config: dict[str, Any] = {"modules": list(self.modules)}
+        if self.phases:  # lr_factor left out here too
+            config["phases"] = [{k: v for k, v in p.config().items() if k != "lr_factor"} for p in self.phases]
+        else:
+            config["unfreeze_at_epoch"] = {epoch: list(patterns) for epoch, patterns in self.milestones.items()}
         return f"{type(self).__qualname__}{config!r}"
 
     @property
@@ -150,8 +216,13 @@ class FreezeUnfreeze(Callback):
 
     @property
     def unfrozen_epochs(self) -> list[int]:
-        """The milestones already applied."""
-        return sorted(self._done)
+        """The epochs at whose start milestones were applied (with ``phases``: where the phases ended)."""
+        return sorted(self._at.get(key, key) for key in self._done)
+
+    @property
+    def phase(self) -> int:
+        """The index of the running phase (``len(phases)`` once every phase ended; 0 without phases)."""
+        return len(self._at) if self.phases else 0
 
     # ----------------------------------------------------------------- hooks
     @override
@@ -190,10 +261,44 @@ class FreezeUnfreeze(Callback):
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for epoch in self.milestones:
-            if epoch <= trainer.current_epoch and epoch not in self._done:
-                self._unfreeze(trainer, pl_module, epoch)
+        phase = self.phase
+        if phase < len(self.phases) and len(self._done) == phase:  # the running phase reached its max_epochs
+            start = self._at[phase - 1] if phase else 0
+            if trainer.current_epoch - start >= self.phases[phase].max_epochs:
+                self._end_phase(trainer.current_epoch, f"after its max_epochs={self.phases[phase].max_epochs}")
+        for key in self.milestones:
+            at = self._at.get(key)
+            if at is not None and at <= trainer.current_epoch and key not in self._done:
+                restore = self._restore.pop(key, None)
+                if restore is not None:  # the phase's best weights, before its unfreezing
+                    root_module(pl_module).load_state_dict(restore)
+                    rank_zero_info(f"FreezeUnfreeze: restored the best weights of phase {key}")
+                self._unfreeze(trainer, pl_module, key)
         self._sync_wrapper(trainer)
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After the epoch's metrics reached `callback_metrics` (as for EarlyStopping), before ModelCheckpoint saves.
+        phase = self.phase
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or phase >= len(self.phases):
+            return
+        config = self.phases[phase]
+        if config.monitor is None or len(self._done) < phase:  # not monitored, or its start is still pending
+            return
+        value = self._monitored(trainer, config.monitor, phase)
+        if improved(value, self._best, config.mode, config.min_delta):
+            self._best, self._best_epoch, self._bad = value, trainer.current_epoch, 0
+            if config.restore_best:
+                state = root_module(pl_module).state_dict()
+                self._best_state = {name: t.detach().to("cpu", copy=True) for name, t in state.items()}
+        else:
+            self._bad += 1
+        if self._bad >= config.patience:
+            self._end_phase(
+                trainer.current_epoch + 1,
+                f"{config.monitor} did not improve for {self._bad} validation runs (best {self._best} at epoch "
+                f"{self._best_epoch})",
+            )
 
     @override
     def on_train_batch_start(
@@ -212,12 +317,31 @@ class FreezeUnfreeze(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"unfrozen_at": sorted(self._done)}
+        if not self.phases:
+            return {"unfrozen_at": sorted(self._done)}
+        # Plain data and tensors only: torch.load(weights_only=True) reads it.
+        return {
+            "unfrozen": sorted(self._done),
+            "ended_at": [[key, epoch] for key, epoch in sorted(self._at.items())],
+            "best": self._best,
+            "best_epoch": self._best_epoch,
+            "bad": self._bad,
+            "best_state": self._best_state,
+            "restore": [[key, state] for key, state in sorted(self._restore.items())],
+        }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning loads callback states after `setup` and, for DDP, before it wraps the model.
-        self._done = set(state_dict.get("unfrozen_at", []))
+        if self.phases:
+            self._done = set(state_dict.get("unfrozen", []))
+            self._at = {int(key): int(epoch) for key, epoch in state_dict.get("ended_at", [])}
+            self._best, self._best_epoch = state_dict.get("best"), state_dict.get("best_epoch")
+            self._bad = int(state_dict.get("bad", 0))
+            self._best_state = state_dict.get("best_state")
+            self._restore = {int(key): state for key, state in state_dict.get("restore", [])}
+        else:
+            self._done = set(state_dict.get("unfrozen_at", []))
         self._refresh()
 
     @override
@@ -227,7 +351,7 @@ class FreezeUnfreeze(Callback):
         # Checkpoints written before `state_key` held the configuration keep the state under the class name.
         states = checkpoint.get("callbacks", {})
         legacy = states.get(type(self).__qualname__)
-        if self.state_key not in states and isinstance(legacy, dict):
+        if not self.phases and self.state_key not in states and isinstance(legacy, dict):
             self.load_state_dict(legacy)
 
     # ----------------------------------------------------------------- helpers
@@ -235,16 +359,46 @@ class FreezeUnfreeze(Callback):
         taken: set[str] = set()
         result = {}
         for epoch, patterns in self.milestones.items():
-            selected = select_parameters(root, patterns, "unfreeze_at_epoch")
+            selected = select_parameters(root, patterns, self._argument(epoch))
             new = {name: p for name, p in selected.items() if name in self._frozen and name not in taken}
             if not new:
                 raise ValueError(
-                    f"unfreeze_at_epoch: the milestone at epoch {epoch} ({list(patterns)}) unfreezes nothing that is "
-                    "still frozen (milestones out of order? they go top down, e.g. {4: 'backbone.3', 8: 'backbone'})"
+                    f"{self._argument(epoch)}: the milestone {self._at_what(epoch)} ({list(patterns)}) unfreezes "
+                    "nothing that is still frozen (milestones out of order? they go top down, e.g. {4: 'backbone.3', "
+                    "8: 'backbone'})"
                 )
             taken.update(new)
             result[epoch] = new
         return result
+
+    def _argument(self, key: int) -> str:
+        return f"phases[{key}].unfreeze" if self.phases else "unfreeze_at_epoch"
+
+    def _at_what(self, key: int) -> str:
+        return f"at the end of phase {key}" if self.phases else f"at epoch {key}"
+
+    def _monitored(self, trainer: pl.Trainer, monitor: str, phase: int) -> float:
+        """The monitored value, averaged over the ranks, then rank 0's: every rank takes the same decisions."""
+        metric = trainer.callback_metrics.get(monitor)
+        if metric is None:
+            raise ValueError(
+                f"phases[{phase}].monitor: {monitor!r} was not logged in validation (logged: "
+                f"{sorted(trainer.callback_metrics)}); log it with self.log in validation_step"
+            )
+        # A copy: the all-reduce works in place and must not change what the other callbacks read.
+        value = torch.as_tensor(metric).detach().to(trainer.strategy.root_device, copy=True)
+        value = trainer.strategy.reduce(value if value.is_floating_point() else value.float(), reduce_op="mean")
+        return float(trainer.strategy.broadcast(float(value), src=0))
+
+    def _end_phase(self, at: int, why: str) -> None:
+        """End the running phase: its unfreezing is applied at the start of epoch ``at``."""
+        phase = self.phase
+        self._at[phase] = at
+        if self.phases[phase].restore_best and self._best_state is not None:
+            self._restore[phase] = self._best_state
+        patterns = list(self.milestones[phase])
+        rank_zero_info(f"FreezeUnfreeze: phase {phase} ends ({why}); the start of epoch {at} unfreezes {patterns}")
+        self._best, self._best_epoch, self._bad, self._best_state = None, None, 0, None
 
     def _refresh(self) -> None:
         """Derive what is frozen now from the milestones applied, and set ``requires_grad`` to match."""
@@ -269,9 +423,10 @@ class FreezeUnfreeze(Callback):
             missing = [name for name, p in params.items() if id(p) not in held]
             if missing:
                 raise ValueError(
-                    f"unfreeze_at_epoch: the parameters unfrozen at epoch {epoch} ({list(self.milestones[epoch])}) "
-                    f"are in no optimizer (e.g. {missing[0]!r}); build the optimizer over every parameter, frozen "
-                    "ones included (they get no gradient while frozen), not only those that require gradients"
+                    f"{self._argument(epoch)}: the parameters unfrozen {self._at_what(epoch)} "
+                    f"({list(self.milestones[epoch])}) are in no optimizer (e.g. {missing[0]!r}); build the optimizer "
+                    "over every parameter, frozen ones included (they get no gradient while frozen), not only those "
+                    "that require gradients"
                 )
             if self.lr_factors[epoch] == 1.0 or epoch in self._done:
                 continue
@@ -285,7 +440,7 @@ class FreezeUnfreeze(Callback):
                 group = mixed_group(groups, ids)
                 if group is not None:
                     raise ValueError(
-                        f"lr_factor: {self.lr_factors[epoch]} needs the parameters unfrozen at epoch {epoch} "
+                        f"lr_factor: {self.lr_factors[epoch]} needs the parameters unfrozen {self._at_what(epoch)} "
                         f"({list(self.milestones[epoch])}) in parameter groups of their own, but group {group!r} "
                         "mixes them with others; use lit_deep's Classifier (param_group_splits), group them in "
                         "configure_optimizers, or set lr_factor=1.0"

@@ -9,8 +9,10 @@ test images deterministically and with Monte-Carlo dropout.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -38,7 +40,10 @@ class TransferConfig:
             newer edition's T-shirt/top vs pullover.
         b_train_size: labelled training images of task B.
         epochs: training epochs of each model.
-        unfreeze_at_epoch: the reused layers are frozen before this epoch.
+        unfreeze_at_epoch: the reused layers are frozen before this epoch (unless ``phases``).
+        phases: instead of ``unfreeze_at_epoch``, ``FreezeUnfreeze``'s metric-driven phases (mappings of
+            :class:`lit_deep.callbacks.freeze_unfreeze.Phase` fields), e.g. ``({"unfreeze": "backbone",
+            "max_epochs": 8, "monitor": "val_loss", "patience": 2, "restore_best": True},)``.
         lr_factor: the reused layers' rate relative to the head's once unfrozen.
         max_lr: 1cycle's peak rate (Nadam).
         max_norm: the max-norm bound applied to every layer after each step (frozen layers excepted).
@@ -52,6 +57,7 @@ class TransferConfig:
     b_train_size: int = 200
     epochs: int = 20
     unfreeze_at_epoch: int = 4
+    phases: tuple[Mapping[str, Any], ...] | None = None
     lr_factor: float = 0.1
     max_lr: float = 2e-2
     max_norm: float = 3.0
@@ -153,6 +159,7 @@ def run_transfer(
     output: str | Path,
     progress: bool = True,
     hardware: Hardware | None = None,
+    models: Sequence[str] = ("transfer", "scratch"),
 ) -> TransferRun:
     """Train the B-on-A model and its scratch twin with one seed and evaluate both on task B's test images.
 
@@ -163,6 +170,7 @@ def run_transfer(
         output: folder for the CSV logs (``<output>/seed<seed>/<model>/metrics.csv``).
         progress: show Lightning's progress bars.
         hardware: where to train (one CPU process by default; e.g. ``Hardware(devices=2, strategy="ddp")``).
+        models: which of ``"transfer"`` and ``"scratch"`` to train (both by default).
 
     Returns:
         The :class:`TransferRun`.
@@ -175,10 +183,13 @@ def run_transfer(
     assert data.test_set is not None
     run.test_images, run.test_labels = data.test_set.inputs, data.test_set.targets
     for name, model in build_models(source, config.dropout, seed).items():
+        if name not in models:
+            continue
         pl.seed_everything(seed, verbose=False)
         callbacks: list[pl.Callback] = [MaxNorm(config.max_norm)]
         if name == "transfer":
-            callbacks.insert(0, FreezeUnfreeze("backbone", config.unfreeze_at_epoch, config.lr_factor))
+            at = None if config.phases else config.unfreeze_at_epoch
+            callbacks.insert(0, FreezeUnfreeze("backbone", at, config.lr_factor, phases=config.phases))
         classifier = Classifier(
             model, optimizer="nadam", lr=config.max_lr, schedule=functools.partial(OneCycle, max_lr=config.max_lr)
         )

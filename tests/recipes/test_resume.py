@@ -12,7 +12,9 @@ after which nothing of the first process is reused but the files it wrote) and r
 Adding a recipe is one line in :data:`RECIPES` (with the data overrides it needs on tiny data). The transfer
 recipe ``b_on_a`` (the zoo's model A with a new head and alpha dropout) resumes too; its unfreezing epoch (4)
 lies beyond this test's 3 epochs, so it covers the frozen phase (tests/callbacks/test_freeze_unfreeze_ddp.py
-kills and resumes runs in both phases).
+kills and resumes runs in both phases). ``b_on_a_phases`` resumes inside its metric-driven frozen phase (its
+best value, counter and best weights come from the checkpoint; tests/callbacks/test_freeze_unfreeze_phases.py
+resumes across the transition).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "regularization/alpha_dropout": {},
     "schedules/one_cycle": {"batch_size": 32},
     "transfer/b_on_a": {"b_train_size": 24, "batch_size": 6},
+    "transfer/b_on_a_phases": {"b_train_size": 24, "batch_size": 6},
 }
 KILLS = {
     # kill at: (global step whose batch never runs, ModelCheckpoint settings of the run)
