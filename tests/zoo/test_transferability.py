@@ -160,3 +160,28 @@ def test_rank_the_zoo_on_200_task_b_images() -> None:
     with torch.no_grad():
         direct = logme(cnn.backbone(images), labels)
     assert next(r.logme for r in rows if r.model == "cnn.fmnist" and r.cut == "backbone") == pytest.approx(direct)
+
+
+def test_cli_rank_refuses_a_bad_train_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from lit_deep.zoo.release import cli
+
+    assert cli.main(["rank", "--train-size", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "lit-deep zoo rank: train_size: must be an integer >= 2, got 1"
+
+
+@pytest.mark.realdata
+def test_cli_rank_prints_the_table_of_the_datamodule_split(capsys: pytest.CaptureFixture[str]) -> None:
+    from lit_deep.data import FashionMNISTDataModule
+    from lit_deep.zoo.release import cli
+
+    images, labels = cli.task_training_split(str(REAL_DIR), "B", 200)
+    dm = FashionMNISTDataModule(str(REAL_DIR), task="B", b_train_size=200)
+    dm.setup()
+    assert dm.train_set is not None
+    assert torch.equal(labels, dm.train_set.targets)
+    assert torch.equal(images.unsqueeze(1).float() / 255, dm.train_set.inputs)
+    assert cli.main(["rank", "--data", str(REAL_DIR), "--task", "B", "--train-size", "200", "--cuts", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["model", "cut", "dim", "LogME", "LEEP", "seconds"]
+    assert len(out) == 2 + 4 and out[-1].startswith("4 candidates on 200 task-B training images")
+    assert all(line.split()[1] == "backbone" for line in out[1:-1])
