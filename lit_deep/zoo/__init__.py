@@ -5,8 +5,9 @@ registered models; ``load(name_or_repo, num_classes=None, revision=None, cache_d
 model or any Hub repo in the lit_deep format through ``huggingface_hub``, verifies it, rebuilds it from
 ``config.json`` (allow-listed classes only) and returns a plain ``nn.Module`` (eval mode, preprocessing attached);
 ``classifier(...)`` wraps it in a :class:`~lit_deep.Classifier` ready to fine-tune. ``Pretrained`` is the
-transfer-learning form for YAML recipes. Release tooling (export, cards, evaluation, push) lives in
-:mod:`lit_deep.zoo.release`, which this package never imports.
+transfer-learning form for YAML recipes. ``rank(images, labels)`` scores every model and cut depth for a
+labelled task before any training (LogME, LEEP: :mod:`lit_deep.zoo.transferability`). Release tooling (export,
+cards, evaluation, push) lives in :mod:`lit_deep.zoo.release`, which this package never imports.
 """
 
 from lit_deep.zoo._integrity import ZooIntegrityError
@@ -14,6 +15,7 @@ from lit_deep.zoo._transport import ZooDownloadError
 from lit_deep.zoo.api import classifier, download, info, load
 from lit_deep.zoo.pretrained import Pretrained
 from lit_deep.zoo.registry import REGISTRY, UnknownModelError, ZooEntry, list_models
+from lit_deep.zoo.transferability import rank
 
 __all__ = [
     "REGISTRY",
@@ -27,4 +29,5 @@ __all__ = [
     "info",
     "list_models",
     "load",
+    "rank",
 ]

@@ -1,4 +1,4 @@
-"""``lit-deep zoo list | info NAME | download NAME | push (NAME | --checkpoint PATH) --repo-id ID | export | cards``."""
+"""The ``lit-deep zoo`` verbs: ``list``, ``info NAME``, ``download NAME``, ``rank``, ``push``, ``export``, ``cards``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub.errors import HfHubHTTPError
 
@@ -16,7 +17,7 @@ from lit_deep.zoo._transport import ZooDownloadError
 from lit_deep.zoo.api import download, info
 from lit_deep.zoo.registry import REGISTRY, UnknownModelError, get_entry, list_models
 
-__all__ = ["main"]
+__all__ = ["main", "task_training_split"]
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -36,6 +37,58 @@ def _info(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     fetched = download(args.name, revision=args.revision, cache_dir=args.cache_dir, namespace=args.namespace)
     print(f"{args.name}: {fetched.weights.parent} (source: {fetched.source}, SHA-256 verified)")
+    return 0
+
+
+def task_training_split(
+    data_dir: str | None, task: str = "B", train_size: int = 200, val_size: int = 5000
+) -> tuple[Any, Any]:
+    """Raw uint8 training images and labels of a task, as :class:`~lit_deep.data.FashionMNISTDataModule` splits.
+
+    The training file's first ``val_size`` images are left out (the validation split), then the task's classes
+    are kept (task B: sandal 0, shirt 1; task A: the other eight renumbered 0..7) and the first ``train_size``.
+
+    Example::
+
+        >>> task_training_split(None, task="C")
+        Traceback (most recent call last):
+        ...
+        ValueError: task: must be one of ('full', 'A', 'B'), got 'C'
+    """
+    from lit_deep._validate import check_choice, check_int
+    from lit_deep.data import load_fashion_mnist
+
+    check_choice("task", task, ("full", "A", "B"))
+    check_int("train_size", train_size, minimum=2)
+    images, labels = load_fashion_mnist("train", data_dir)
+    images, labels = images[val_size:], labels[val_size:]
+    negative, positive = 5, 6  # the DataModule's default b_classes
+    if task == "B":
+        keep = (labels == negative) | (labels == positive)
+        images, labels = images[keep], (labels[keep] == positive).long()
+    elif task == "A":
+        keep = (labels != negative) & (labels != positive)
+        images, labels = images[keep], labels[keep]
+        labels = labels - (labels > negative).long() - (labels > positive).long()
+    if train_size > labels.shape[0]:
+        raise ValueError(f"train_size: {train_size} is larger than the {labels.shape[0]} task-{task} training images")
+    return images[:train_size], labels[:train_size]
+
+
+def _rank(args: argparse.Namespace) -> int:
+    import time
+
+    from lit_deep.zoo.transferability import rank
+
+    images, labels = task_training_split(args.data_dir, args.task, args.train_size)
+    start = time.perf_counter()
+    rows = rank(images, labels, candidates=args.models or None, cuts=args.cuts, batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    print(f"{'model':<20} {'cut':<14} {'dim':>6} {'LogME':>8} {'LEEP':>8} {'seconds':>8}")
+    for r in rows:
+        leep = f"{r.leep:8.4f}" if r.leep is not None else f"{'-':>8}"
+        print(f"{r.model:<20} {r.cut:<14} {r.feature_dim:>6} {r.logme:8.4f} {leep} {r.seconds:8.2f}")
+    print(f"{len(rows)} candidates on {labels.shape[0]} task-{args.task} training images in {seconds:.1f} s")
     return 0
 
 
@@ -98,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--namespace", default=None, help="Hub namespace (default $LIT_DEEP_HUB_NAMESPACE or lit-deep)")
     p.set_defaults(func=_download)
+    p = sub.add_parser("rank", help="Rank the zoo's models and cut depths for a task by LogME and LEEP (no training).")
+    p.add_argument("--data-dir", "--data", default=None, help="Fashion-MNIST folder (default: the usual search)")
+    p.add_argument("--task", default="B", choices=("full", "A", "B"))
+    p.add_argument("--train-size", type=int, default=200, help="labelled training images scored (default 200)")
+    p.add_argument("--cuts", type=int, default=3, help="cut depths per model: the backbone and earlier ones")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--models", nargs="+", default=None, help="names, repo ids or folders (default: classifiers)")
+    p.set_defaults(func=_rank)
     p = sub.add_parser("push", help="Publish a registered zoo/NAME folder or any lit-deep checkpoint on the Hub.")
     p.add_argument("name", nargs="?", default=None, help="a registered zoo name (or use --checkpoint)")
     p.add_argument("--checkpoint", default=None, help="a checkpoint written by lit-deep fit: package, measure, push")
