@@ -14,7 +14,7 @@ from lit_deep.zoo._integrity import ZooIntegrityError
 from lit_deep.zoo._transport import ZooDownloadError
 from lit_deep.zoo.api import classifier, download, info, load
 from lit_deep.zoo.pretrained import Pretrained
-from lit_deep.zoo.registry import REGISTRY, UnknownModelError, ZooEntry, list_models
+from lit_deep.zoo.registry import REGISTRY, UnknownModelError, list_models
 from lit_deep.zoo.transferability import rank
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "Pretrained",
     "UnknownModelError",
     "ZooDownloadError",
-    "ZooEntry",
     "ZooIntegrityError",
     "classifier",
     "download",

@@ -15,9 +15,9 @@ from lit_deep import Classifier
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP, Autoencoder, build
 from lit_deep.modules import AutoencoderModule
-from lit_deep.zoo import REGISTRY, ZooEntry
+from lit_deep.zoo import REGISTRY
 from lit_deep.zoo._integrity import sha256_file
-from lit_deep.zoo.registry import PreprocessingSpec
+from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry
 from lit_deep.zoo.release.cards import config_dict
 from lit_deep.zoo.release.export import registry_snippet, save_pretrained
 from tests.conftest import FakeFMNIST, write_fake_fmnist
