@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lit_deep._validate import check_bool, check_probability, check_seed
+from lit_deep.callbacks._gather import gather_rows
 from lit_deep.uncertainty import TemperatureScaled
 from lit_deep.uncertainty.conformal import (
     ConformalCalibration,
@@ -23,20 +24,6 @@ from lit_deep.uncertainty.conformal import (
 __all__ = ["ConformalPrediction"]
 
 _SEED_RANGE = 2**62
-
-
-def _gather_scores(module: pl.LightningModule, scores: torch.Tensor) -> torch.Tensor:
-    """Every rank's 1-D ``scores`` (lengths may differ), concatenated in rank order, on the module's device."""
-    if module.trainer.world_size == 1:
-        return scores
-    scores = scores.to(module.device)
-    counts = module.all_gather(torch.tensor(scores.numel(), device=module.device))
-    assert isinstance(counts, torch.Tensor)
-    padded = torch.zeros(int(counts.max()), dtype=scores.dtype, device=module.device)
-    padded[: scores.numel()] = scores
-    gathered = module.all_gather(padded)
-    assert isinstance(gathered, torch.Tensor)
-    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(counts.reshape(-1).tolist())])
 
 
 class ConformalPrediction(Callback):
@@ -172,7 +159,7 @@ class ConformalPrediction(Callback):
             )  # fmt: skip
         else:
             scores = torch.zeros(0, dtype=torch.float64, device=pl_module.device)
-        scores = _gather_scores(pl_module, scores)
+        scores = gather_rows(pl_module, scores.reshape(-1))
         if not scores.numel():
             raise ValueError("ConformalPrediction: the validation dataloader is empty")
         return calibrate_scores(scores, self.alpha, self.method, self.lam, self.k_reg, self.randomized)

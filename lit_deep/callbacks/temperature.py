@@ -11,23 +11,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lit_deep._validate import check_int
+from lit_deep.callbacks._gather import gather_rows
 from lit_deep.uncertainty.temperature import TemperatureScaled, logits_and_targets, temperature_from_logits
 
 __all__ = ["TemperatureScaling"]
-
-
-def _gather_rows(module: pl.LightningModule, rows: torch.Tensor) -> torch.Tensor:
-    """Every rank's ``rows`` (first dimension may differ by rank), concatenated in rank order."""
-    if module.trainer.world_size == 1:
-        return rows
-    counts = module.all_gather(torch.tensor(rows.shape[0], device=module.device))
-    assert isinstance(counts, torch.Tensor)
-    longest = int(counts.max())
-    padded = torch.zeros(longest, *rows.shape[1:], dtype=rows.dtype, device=module.device)
-    padded[: rows.shape[0]] = rows.to(module.device)
-    gathered = module.all_gather(padded)
-    assert isinstance(gathered, torch.Tensor)
-    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(counts.reshape(-1).tolist())]).cpu()
 
 
 class TemperatureScaling(Callback):
@@ -79,8 +66,8 @@ class TemperatureScaling(Callback):
         if loader is None:
             raise ValueError("TemperatureScaling: fit has no validation dataloader to fit the temperature on")
         logits, targets = logits_and_targets(model, loader)
-        logits = _gather_rows(pl_module, logits)
-        targets = _gather_rows(pl_module, targets)
+        logits = gather_rows(pl_module, logits).cpu()
+        targets = gather_rows(pl_module, targets).cpu()
         return temperature_from_logits(logits, targets, self.max_iter)
 
     @staticmethod
