@@ -344,16 +344,6 @@ class FreezeUnfreeze(Callback):
             self._done = set(state_dict.get("unfrozen_at", []))
         self._refresh()
 
-    @override
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        # Checkpoints written before `state_key` held the configuration keep the state under the class name.
-        states = checkpoint.get("callbacks", {})
-        legacy = states.get(type(self).__qualname__)
-        if not self.phases and self.state_key not in states and isinstance(legacy, dict):
-            self.load_state_dict(legacy)
-
     # ----------------------------------------------------------------- helpers
     def _resolve_milestones(self, root: nn.Module) -> dict[int, dict[str, nn.Parameter]]:
         taken: set[str] = set()

@@ -184,15 +184,6 @@ class LayerStats(Callback):
         return f"{type(self).__qualname__}{config!r}"
 
     @override
-    def on_load_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        # Checkpoints written before the state key held the configuration stored the state under the class name.
-        states = checkpoint.get("callbacks", {})
-        if self.state_key not in states and type(self).__qualname__ in states:
-            self.load_state_dict(states[type(self).__qualname__])
-
-    @override
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 

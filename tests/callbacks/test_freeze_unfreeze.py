@@ -560,17 +560,3 @@ def test_two_instances_keep_their_own_state_in_checkpoints(tmp_path):
     assert bottom.unfrozen_epochs == [1]
     assert top.unfrozen_epochs == []
     assert top.frozen_parameters == ["backbone.3.weight", "backbone.3.bias"]
-
-
-def test_a_checkpoint_with_the_old_key_still_resumes(tmp_path):
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_on_train_epoch_end=True)
-    trainer = make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=1), ckpt], enable_checkpointing=True)
-    trainer.fit(classifier(), loader())
-    path = tmp_path / "ckpt" / "last.ckpt"
-    checkpoint = torch.load(path, weights_only=False)
-    key = FreezeUnfreeze(unfreeze_at_epoch=1).state_key
-    checkpoint["callbacks"]["FreezeUnfreeze"] = checkpoint["callbacks"].pop(key)  # as written before state_key
-    torch.save(checkpoint, path)
-    callback = FreezeUnfreeze(unfreeze_at_epoch=1)
-    make_trainer(tmp_path, [callback], max_epochs=3).fit(classifier(), loader(), ckpt_path=path)
-    assert callback.unfrozen_epochs == [1]

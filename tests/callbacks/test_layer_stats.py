@@ -166,13 +166,6 @@ def test_two_instances_keep_separate_states_in_a_checkpoint(tmp_path):
     assert fit(tmp_path / "resumed", tmp_path / "ckpt" / "epoch=0.ckpt") == full
 
 
-def test_a_checkpoint_keyed_by_the_class_name_still_restores_the_history(tmp_path):
-    checkpoint = {"callbacks": {"LayerStats": {"history": [{"step": 0}]}}}
-    stats = LayerStats(every_n_steps=3)
-    stats.on_load_checkpoint(None, None, checkpoint)  # type: ignore[arg-type]  # the hook reads only the dict
-    assert stats.history == [{"step": 0}]
-
-
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
