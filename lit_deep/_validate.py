@@ -167,6 +167,15 @@ def _real(name: str, value: Any, what: str) -> float:
     return number
 
 
+def _signed(name: str, value: Any, finite: bool, strict: bool) -> float:
+    """The body of :func:`check_positive` (``strict``: > 0) and :func:`check_non_negative` (>= 0)."""
+    what = f"{'a finite number' if finite else 'a number'} {'>' if strict else '>='} 0"
+    number = _real(name, value, what)
+    if (number <= 0 if strict else number < 0) or (finite and math.isinf(number)):
+        raise ValueError(_message(name, what, value))
+    return number
+
+
 def check_positive(name: str, value: Any, finite: bool = True) -> float:
     """``float(value)`` when it is a real number > 0 (a learning rate, a factor, a norm bound).
 
@@ -189,11 +198,7 @@ def check_positive(name: str, value: Any, finite: bool = True) -> float:
         ...     print(err)
         lr: must be a finite number > 0, got 0
     """
-    what = "a finite number > 0" if finite else "a number > 0"
-    number = _real(name, value, what)
-    if not number > 0 or (finite and math.isinf(number)):
-        raise ValueError(_message(name, what, value))
-    return number
+    return _signed(name, value, finite, strict=True)
 
 
 def check_non_negative(name: str, value: Any, finite: bool = True) -> float:
@@ -218,11 +223,7 @@ def check_non_negative(name: str, value: Any, finite: bool = True) -> float:
         ...     print(err)
         l2: must be a finite number >= 0, got nan
     """
-    what = "a finite number >= 0" if finite else "a number >= 0"
-    number = _real(name, value, what)
-    if not number >= 0 or (finite and math.isinf(number)):
-        raise ValueError(_message(name, what, value))
-    return number
+    return _signed(name, value, finite, strict=False)
 
 
 def check_probability(name: str, value: Any, upper_inclusive: bool = False, lower_inclusive: bool = True) -> float:

@@ -399,6 +399,23 @@ def check_yaml_file(path: str, source: str) -> None:
     check_yaml_text(text, source)
 
 
+def _option_values(args: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """``(option, value)`` of each ``--option=value`` or ``--option value`` in ``args`` (verbs and flags skipped)."""
+    option: str | None = None
+    for arg in args:
+        if arg.startswith("-"):
+            if "=" not in arg:
+                option = arg  # its value, if any, is the next argument
+                continue
+            option, value = arg.split("=", 1)
+        elif option is None:
+            continue  # a verb
+        else:
+            value = arg
+        yield option, value
+        option = None
+
+
 def check_yaml_args(args: Sequence[str]) -> None:
     """Check the YAML in ``args`` before jsonargparse parses any of it.
 
@@ -417,17 +434,7 @@ def check_yaml_args(args: Sequence[str]) -> None:
         ...     print(str(err)[:60])
         --model.init_args.hidden: 2000000 bytes, larger than the 104
     """
-    option: str | None = None
-    for arg in args:
-        if arg.startswith("-"):
-            if "=" not in arg:
-                option = arg  # its value, if any, is the next argument
-                continue
-            option, value = arg.split("=", 1)
-        elif option is None:
-            continue  # a verb
-        else:
-            value = arg
+    for option, value in _option_values(args):
         is_file = value.lower().endswith((".yaml", ".yml", ".json")) and os.path.isfile(value)
         if option in ("--config", "-c") or is_file:
             check_yaml_file(value, f"{option} {value}")
@@ -435,7 +442,6 @@ def check_yaml_args(args: Sequence[str]) -> None:
             raise ValueError(f"{option}: {len(value)} bytes, larger than the {MAX_YAML_BYTES}-byte limit")
         elif "*" in value:  # only an alias can expand
             check_yaml_text(value, option)
-        option = None
 
 
 #: Module prefixes a class path on the command line or in a recipe may name (checked before anything is imported);
@@ -488,17 +494,7 @@ def check_class_paths(args: Sequence[str]) -> None:
     import yaml
 
     found: list[tuple[str, str]] = []
-    option: str | None = None
-    for arg in args:
-        if arg.startswith("-"):
-            if "=" not in arg:
-                option = arg
-                continue
-            option, value = arg.split("=", 1)
-        elif option is None:
-            continue
-        else:
-            value = arg
+    for option, value in _option_values(args):
         key = option.lstrip("-").rstrip("+")
         if option in ("--config", "-c") and os.path.isfile(value):
             with open(value, encoding="utf-8") as handle:  # checked by check_yaml_args first: bounded
@@ -507,7 +503,6 @@ def check_class_paths(args: Sequence[str]) -> None:
                 ]
         elif (key.endswith("class_path") or key.split(".")[-1] in _CLASS_KEYS) and _DOTTED.match(value):
             found.append((option, value))
-        option = None
     for where, path in found:
         if "." in path and not _allowed_path(path):
             raise ValueError(

@@ -40,7 +40,8 @@ def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     """
     if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"x: expected square images [B, C, H, W], got shape {tuple(x.shape)}")
-    k = torch.randint(0, 4, (x.shape[0],), generator=generator)
+    # Drawn by the (CPU) generator, so the rotations are the same on every device, then moved to the images'.
+    k = torch.randint(0, 4, (x.shape[0],), generator=generator).to(x.device)
     rotated = x.clone()
     for turns in range(1, 4):
         idx = (k == turns).nonzero(as_tuple=True)[0]
