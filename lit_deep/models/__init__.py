@@ -12,11 +12,13 @@ from lit_deep.models.cnn import CNN
 from lit_deep.models.description import DescriptionError, build, describe
 from lit_deep.models.mlp import MLP
 from lit_deep.models.preprocess import Preprocess
+from lit_deep.models.resnet import ResNet
 from lit_deep.models.transfer import FromCheckpoint, transfer
 
 __all__ = [
     "CNN",
     "MLP",
+    "ResNet",
     "Autoencoder",
     "BackboneHead",
     "CheckpointError",

@@ -14,7 +14,7 @@ that needs a Trainer is :func:`lit_deep.callbacks.find_lr`.
 
 from lit_deep.schedules.base import ClosedFormLR, ScheduleFactory
 from lit_deep.schedules.decay import ExponentialDecay, PiecewiseConstant, PowerDecay
-from lit_deep.schedules.one_cycle import OneCycle, OneCyclePresetName
+from lit_deep.schedules.one_cycle import OneCycle
 from lit_deep.schedules.plateau import PlateauDecay
 from lit_deep.schedules.plot import plot_lr_finder, plot_schedule, schedule_trace
 
@@ -22,7 +22,6 @@ __all__ = [
     "ClosedFormLR",
     "ExponentialDecay",
     "OneCycle",
-    "OneCyclePresetName",
     "PiecewiseConstant",
     "PlateauDecay",
     "PowerDecay",

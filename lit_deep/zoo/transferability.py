@@ -28,11 +28,14 @@ from torch import nn
 
 from lit_deep._validate import ArgumentTypeError, check_int
 from lit_deep.models import BackboneHead
+from lit_deep.models.resnet import ResidualBlock
 
 __all__ = ["TransferScore", "cut_points", "leep", "logme", "rank"]
 
-#: Modules after which a cut is offered: the outputs of nonlinearities (what the next layer consumes).
+#: Modules after which a cut is offered: the outputs of nonlinearities (what the next layer consumes), residual
+#: blocks included (each ends with one).
 _ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    ResidualBlock,
     nn.ReLU,
     nn.SELU,
     nn.ELU,
