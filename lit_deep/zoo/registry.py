@@ -2,23 +2,28 @@
 
 Each entry says where the model lives on the Hugging Face Hub (``<namespace>/<name>``, revision), the SHA-256
 of its ``model.safetensors``, how to rebuild it (architecture and preprocessing), what it was trained on
-(task, classes, recipe, seed) and what it measured on the test split. ``config.json`` and the model card
-``README.md`` of every ``zoo/<name>/`` folder are generated from this table (:mod:`lit_deep.zoo.cards`).
+(task, classes, recipe, seed) and what it measured on the test split. Only the pins (weights hash, revision)
+are code (:data:`PINS`); the rest of each entry is data in ``zoo/<name>/card.json``. ``config.json`` and the
+model card ``README.md`` of every ``zoo/<name>/`` folder are generated from the entries
+(:mod:`lit_deep.zoo.release.cards`).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any, Literal
-
-from lit_deep.data.fashion_mnist import CLASS_NAMES
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "NAMESPACE_ENV",
+    "PINS",
     "REGISTRY",
     "PreprocessingSpec",
     "UnknownModelError",
@@ -27,14 +32,15 @@ __all__ = [
     "get_entry",
     "hub_namespace",
     "list_models",
+    "card_text",
     "parse_reference",
+    "read_card",
 ]
 
 #: The Hub namespace (user or organisation) of the zoo's repos.
 DEFAULT_NAMESPACE = "lit-deep"
 #: Environment variable overriding the namespace (e.g. a fork or a private mirror).
 NAMESPACE_ENV = "LIT_DEEP_HUB_NAMESPACE"
-_TASK_A_CLASSES = tuple(n for i, n in enumerate(CLASS_NAMES) if i not in (5, 6))
 
 
 class UnknownModelError(ValueError):
@@ -146,150 +152,130 @@ class ZooEntry:
         return f"{hub_namespace(namespace) or self.namespace}/{self.name}"
 
 
-def _mlp(**init_args: Any) -> dict[str, Any]:
-    return {"class_path": "lit_deep.models.MLP", "init_args": init_args}
-
-
-REGISTRY: dict[str, ZooEntry] = {
-    e.name: e
-    for e in (
-        ZooEntry(
-            name="mlp_selu.fmnist_a",
-            architecture=_mlp(
-                input_shape=[1, 28, 28],
-                hidden=[300, 100, 50, 50, 50],
-                num_classes=8,
-                activation="selu",
-                init="lecun_normal",
-            ),
-            preprocessing=PreprocessingSpec(standardize="per_pixel"),
-            task="A",
-            class_names=_TASK_A_CLASSES,
-            sha256="8fe55d6f4df2d272353dd53501c71a6bd2998bb82d7a5cd71d1343766cd98add",
-            metrics={"test_acc": 0.9289, "test_nll": 0.2711, "test_ece": 0.0354},
-            summary=(
-                "The book's model A for transfer learning: five SELU hidden layers (300, 100, 50, 50, 50) with "
-                "LeCun-normal initialisation on standardised pixels, trained with Nadam on task A (the eight "
-                "classes other than sandal and shirt). The default source model for transfer to task B."
-            ),
-            limits=(
-                "Knows eight classes only: sandals and shirts were held out on purpose (task B). A plain MLP: "
-                "it has no notion of translation invariance."
-            ),
-        ),
-        ZooEntry(
-            name="mlp.fmnist",
-            architecture=_mlp(
-                input_shape=[1, 28, 28],
-                hidden=[1024, 512],
-                num_classes=10,
-                activation="relu",
-                batch_norm="before",
-                dropout=[0.0, 0.3, 0.3],
-            ),
-            preprocessing=PreprocessingSpec(),
-            temperature=1.1059,
-            task="full",
-            class_names=CLASS_NAMES,
-            sha256="afd9a7408587e919dd8b948b1f56279e8e4552f4e351fde62fda77ae22f5644d",
-            metrics={"test_acc": 0.9061, "test_nll": 0.2582, "test_ece": 0.0048},
-            extra_metrics={"raw_test_nll": 0.2609, "raw_test_ece": 0.0111},
-            summary=(
-                "The zoo's best MLP: two wide hidden layers (1024, 512) with BatchNorm before ReLU (He init) and "
-                "dropout 0.3, trained on batches augmented with 1-pixel shifts and horizontal flips, AdamW with "
-                "1cycle (PyTorch's preset), all ten classes."
-            ),
-            limits=(
-                "An MLP sees pixels, not shapes: shifted, rescaled or rotated items hurt it more than a CNN. "
-                "Shirt, T-shirt/top, pullover and coat remain the classes it confuses most."
-            ),
-        ),
-        ZooEntry(
-            name="mlp_mc.fmnist",
-            architecture=_mlp(
-                input_shape=[1, 28, 28],
-                hidden=[300, 100],
-                num_classes=10,
-                activation="relu",
-                dropout=[0.0, 0.2, 0.2],
-                dropout_kind="mc",
-            ),
-            preprocessing=PreprocessingSpec(),
-            task="full",
-            class_names=CLASS_NAMES,
-            sha256="03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3",
-            metrics={"test_acc": 0.8832, "test_nll": 0.3254, "test_ece": 0.0078},
-            extra_metrics={"det_test_acc": 0.8826, "det_test_nll": 0.3419, "det_test_ece": 0.0158},
-            mc_samples=100,
-            summary=(
-                "An MLP for uncertainty estimates with Monte-Carlo dropout: 300-100 ReLU as in the book's MC-dropout "
-                "example, with always-on dropout (rate 0.2) before the second hidden layer and the output layer, "
-                "trained with Nadam. Each call is one stochastic pass: average many (`lit_deep.uncertainty."
-                "mc_predict`) for the predictive distribution and its spread."
-            ),
-            limits=(
-                "One call is one random draw: for a stable prediction average many passes. MC-dropout spread is a "
-                "rough uncertainty signal, not a calibrated probability of error, and it does not flag every "
-                "out-of-distribution input."
-            ),
-        ),
-        ZooEntry(
-            name="cnn.fmnist",
-            architecture={
-                "class_path": "lit_deep.models.CNN",
-                "init_args": {
-                    "input_shape": [1, 28, 28],
-                    "channels": [32, 64],
-                    "convs_per_block": 2,
-                    "dense": 512,
-                    "num_classes": 10,
-                    "batch_norm": True,
-                    "dropout": 0.2,
-                },
-            },
-            preprocessing=PreprocessingSpec(),
-            temperature=1.1311,
-            task="full",
-            class_names=CLASS_NAMES,
-            sha256="78d58db93197f2aa497938bec97b62ac74d6b184ce3ecd243789b13e16ad35d7",
-            metrics={"test_acc": 0.9438, "test_nll": 0.1595, "test_ece": 0.0072},
-            extra_metrics={"raw_test_nll": 0.1633, "raw_test_ece": 0.0127},
-            summary=(
-                "A small VGG-style CNN trained on 2 CPU cores: two conv blocks (32 then 64 channels; two 3x3 convs "
-                "with BatchNorm and ReLU, then max-pool), a 512-unit dense layer with BatchNorm and dropout 0.2, "
-                "trained on batches augmented with random shifts (up to 2 pixels) and horizontal flips, AdamW with "
-                "1cycle (PyTorch's preset)."
-            ),
-            limits=(
-                "Small on purpose (trainable on a laptop CPU); larger residual networks reach about 95-96 % on this "
-                "dataset. Shirt versus T-shirt/top remains its main confusion."
-            ),
-        ),
-        ZooEntry(
-            name="autoencoder.fmnist",
-            architecture={
-                "class_path": "lit_deep.models.Autoencoder",
-                "init_args": {"input_shape": [1, 28, 28], "hidden": [300, 100], "activation": "selu"},
-            },
-            preprocessing=PreprocessingSpec(),
-            task="full",
-            class_names=(),
-            sha256="69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b",
-            metrics={"test_mse": 0.006759, "test_bce": 0.2647},
-            kind="autoencoder",
-            summary=(
-                "A stacked dense autoencoder pretrained without labels: encoder 784-300-100 SELU (LeCun init), "
-                "decoder mirrored with a sigmoid output, trained with Nadam on the binary cross-entropy between "
-                "reconstruction and pixels. Its encoder is a backbone for unsupervised pretraining: "
-                '`zoo.load("autoencoder.fmnist", num_classes=k)` puts a new head on the 100-dimensional codings.'
-            ),
-            limits=(
-                "Reconstructions are blurry (a dense autoencoder with 100 codings); the codings were never trained to "
-                "separate classes, so a head on a frozen encoder needs some labelled data to be useful."
-            ),
-        ),
-    )
+#: The pins, the only part of the zoo kept in code: each registered name's SHA-256 of ``model.safetensors``
+#: (checked before anything is deserialised) and its Hub revision. Everything else (architecture, metrics, the
+#: card's prose) is data in ``zoo/<name>/card.json``, shipped with the package and read by :func:`read_card`.
+PINS: dict[str, tuple[str, str]] = {
+    "mlp_selu.fmnist_a": ("8fe55d6f4df2d272353dd53501c71a6bd2998bb82d7a5cd71d1343766cd98add", "main"),
+    "mlp.fmnist": ("afd9a7408587e919dd8b948b1f56279e8e4552f4e351fde62fda77ae22f5644d", "main"),
+    "mlp_mc.fmnist": ("03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3", "main"),
+    "cnn.fmnist": ("78d58db93197f2aa497938bec97b62ac74d6b184ce3ecd243789b13e16ad35d7", "main"),
+    "autoencoder.fmnist": ("69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b", "main"),
 }
+#: The fields of ``card.json`` and their JSON types.
+_CARD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "architecture": dict,
+    "standardize": str,
+    "task": str,
+    "class_names": list,
+    "seed": int,
+    "metrics": dict,
+    "extra_metrics": dict,
+    "mc_samples": int,
+    "temperature": (float, type(None)),
+    "summary": str,
+    "limits": str,
+    "training": str,
+}
+_MAX_CARD_BYTES = 1 << 20
+
+
+def card_path(name: str) -> Traversable:
+    """Where the card data of the registered model ``name`` is shipped: ``lit_deep/_zoo_files/<name>/card.json``.
+
+    The repository's ``zoo/<name>/`` folder is the same folder (``_zoo_files`` links to it).
+
+    Example::
+
+        >>> card_path("cnn.fmnist").name
+        'card.json'
+    """
+    return files("lit_deep") / "_zoo_files" / name / "card.json"
+
+
+def read_card(name: str, sha256: str = "", revision: str = "main") -> ZooEntry:
+    """The :class:`ZooEntry` of ``name``: its ``card.json`` (types checked field by field) and its pins.
+
+    Raises:
+        ValueError: for a missing, oversized or malformed ``card.json``, naming the file and the field.
+
+    Example::
+
+        >>> entry = read_card("mlp.fmnist", sha256="ab" * 32)
+        >>> entry.task, entry.metrics["test_acc"], entry.sha256[:4]
+        ('full', 0.9061, 'abab')
+    """
+    path = card_path(name)
+    where = f"zoo/{name}/card.json"
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{where}: cannot read the card data of a registered model ({err})") from err
+    if len(raw) > _MAX_CARD_BYTES:
+        raise ValueError(f"{where}: {len(raw)} bytes, more than the {_MAX_CARD_BYTES} a card may have")
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(data, dict) or set(data) != set(_CARD_FIELDS):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{where}: expected exactly the fields {sorted(_CARD_FIELDS)}, got {keys}")
+    for key, kind in _CARD_FIELDS.items():
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"{where}: {key} must be of JSON type {kind}, got {value!r}")
+    for key in ("metrics", "extra_metrics"):
+        if not all(isinstance(v, float) and math.isfinite(v) for v in data[key].values()):
+            raise ValueError(f"{where}: {key} must map names to finite numbers, got {data[key]!r}")
+    return ZooEntry(
+        name=name,
+        architecture=data["architecture"],
+        preprocessing=PreprocessingSpec(standardize=data["standardize"]),
+        task=data["task"],
+        class_names=tuple(str(c) for c in data["class_names"]),
+        sha256=sha256,
+        metrics=data["metrics"],
+        summary=data["summary"],
+        limits=data["limits"],
+        seed=data["seed"],
+        revision=revision,
+        kind=data["kind"],
+        mc_samples=data["mc_samples"],
+        extra_metrics=data["extra_metrics"],
+        temperature=data["temperature"],
+        training=data["training"],
+    )
+
+
+def card_text(entry: ZooEntry) -> str:
+    """The ``card.json`` of ``entry`` (what :func:`read_card` reads back; the pins are not in it).
+
+    Example::
+
+        >>> entry = get_entry("cnn.fmnist")
+        >>> read_card("cnn.fmnist", entry.sha256) == entry, json.loads(card_text(entry))["task"]
+        (True, 'full')
+    """
+    data = {
+        "kind": entry.kind,
+        "architecture": entry.architecture,
+        "standardize": entry.preprocessing.standardize,
+        "task": entry.task,
+        "class_names": list(entry.class_names),
+        "seed": entry.seed,
+        "metrics": entry.metrics,
+        "extra_metrics": entry.extra_metrics,
+        "mc_samples": entry.mc_samples,
+        "temperature": entry.temperature,
+        "summary": entry.summary,
+        "limits": entry.limits,
+        "training": entry.training,
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+REGISTRY: dict[str, ZooEntry] = {name: read_card(name, sha256, revision) for name, (sha256, revision) in PINS.items()}
 
 
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

@@ -3,7 +3,8 @@
 # Usage: bash recipes/zoo/train_all.sh [name ...]      (default: all five; logs in runs/zoo_logs/<name>.log)
 # One intra-op thread: on a shared 2-core machine two threads per process spin against each other and run
 # ~10x slower (measured: 37 ms vs 428 ms per MLP step under load).
-# After an export, paste the printed sha256/metrics into lit_deep/zoo/registry.py, then run `lit-deep zoo cards`.
+# An export writes the measured metrics into zoo/<name>/card.json; paste the printed pin line into PINS in
+# lit_deep/zoo/registry.py, then run `lit-deep zoo cards`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

@@ -19,7 +19,7 @@ from lit_deep.zoo import REGISTRY
 from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry
 from lit_deep.zoo.release.cards import config_dict
-from lit_deep.zoo.release.export import registry_snippet, save_pretrained
+from lit_deep.zoo.release.export import pin_line, save_pretrained
 from tests.conftest import FakeFMNIST, write_fake_fmnist
 
 ENTRY = ZooEntry(
@@ -77,12 +77,14 @@ def test_export_keeps_the_training_time_standardisation(
     assert set(result.metrics) == {"test_acc", "test_nll", "test_ece"}
     written = json.loads((tmp_path / "out" / ENTRY.name / "config.json").read_text())
     assert written["model"] == config_dict(ENTRY)["model"]
+    card = json.loads((tmp_path / "out" / ENTRY.name / "card.json").read_text())  # the registry's data, measured
+    assert card["metrics"] == result.metrics and card["summary"] == ENTRY.summary and "sha256" not in card
     model = build(written["model"])
     model.load_state_dict(load_file(str(weights)), strict=True)
     raw = data.test_images[:8]  # uint8 straight in; the run saw standardised floats
     standardised = ((raw.float() / 255).unsqueeze(1) - dm.mean) / dm.std
     torch.testing.assert_close(model.eval()(raw), module.model.eval()(standardised))
-    assert f'sha256="{result.sha256}"' in registry_snippet(ENTRY.name, result)
+    assert f'("{result.sha256}", "main")' in pin_line(ENTRY.name, result)
 
 
 def test_export_of_an_autoencoder_reports_reconstruction_errors(

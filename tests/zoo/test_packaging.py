@@ -14,7 +14,7 @@ import pytest
 from lit_deep.zoo import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ("README.md", "config.json", "model.safetensors")
+FILES = ("README.md", "config.json", "model.safetensors", "card.json")
 
 
 @pytest.mark.slow

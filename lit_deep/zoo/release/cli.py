@@ -115,11 +115,11 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from lit_deep.zoo.release.export import registry_snippet, save_pretrained
+    from lit_deep.zoo.release.export import pin_line, save_pretrained
 
     get_entry(args.name)  # export is for registered models (UnknownModelError lists the close names)
     result = save_pretrained(args.ckpt, Path(args.out) / args.name, name=args.name, data_dir=args.data_dir)
-    print(registry_snippet(args.name, result))
+    print(pin_line(args.name, result))
     return 0
 
 

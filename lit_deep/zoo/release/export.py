@@ -26,11 +26,11 @@ from lit_deep.models import BackboneHead, CheckpointError, Preprocess, describe,
 from lit_deep.models.checkpoint import MODULE_KEY
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
-from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, get_entry
+from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, card_text, get_entry
 from lit_deep.zoo.release.cards import repo_files
 from lit_deep.zoo.release.evaluate import evaluate
 
-__all__ = ["ExportResult", "package", "registry_snippet", "save_pretrained"]
+__all__ = ["ExportResult", "package", "pin_line", "save_pretrained"]
 
 #: MC samples the metrics of a model with always-on MC dropout layers average.
 MC_SAMPLES = 100
@@ -198,8 +198,11 @@ def _write_package(
     data_dir: str | None = None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     test_args: dict[str, Any] | None = None,
+    registered: bool = False,
 ) -> tuple[ExportResult, ZooEntry]:
     """Measure the model and write its package: ``model.safetensors`` (float32), ``config.json``, the card.
+
+    A ``registered`` model also gets its ``card.json`` (the registry's data) with the new metrics.
 
     The three files are written together (:func:`lit_deep._io.write_package_folder`): a reader of ``folder``
     sees the old package or the new one, never new weights beside an old card; nothing is written when the
@@ -219,7 +222,10 @@ def _write_package(
     metrics, extra = evaluate(model.eval(), entry, data_dir, data)
     sha = hashlib.sha256(weights).hexdigest()
     entry = dataclasses.replace(entry, sha256=sha, metrics=metrics, extra_metrics=extra)
-    write_package_folder(folder, {"model.safetensors": weights, **repo_files(entry, len(weights))})
+    files = {"model.safetensors": weights, **repo_files(entry, len(weights))}
+    if registered:
+        files["card.json"] = card_text(entry).encode()
+    write_package_folder(folder, files)
     return ExportResult(folder, sha, len(weights), metrics, extra), entry
 
 
@@ -253,24 +259,24 @@ def _export_registered(
         raise ValueError(
             f"ckpt: the checkpoint's architecture {entry.architecture} is not {name}'s {registered.architecture}"
         )
-    result, _ = _write_package(model, registered, folder, data_dir)
+    result, _ = _write_package(model, registered, folder, data_dir, registered=True)
     return result
 
 
-def registry_snippet(name: str, result: ExportResult) -> str:
-    """The registry fields to paste for ``name`` after an export.
+def pin_line(name: str, result: ExportResult) -> str:
+    """The line of :data:`lit_deep.zoo.registry.PINS` to paste for ``name`` after an export.
+
+    The measured metrics are already in the exported ``card.json``; only the weights' hash is code.
 
     Example::
 
         >>> r = ExportResult(Path("zoo/x"), "ab" * 32, 10, {"test_acc": 0.9}, {})
-        >>> print(registry_snippet("mlp.fmnist", r).splitlines()[1])
-            sha256="abababababababababababababababababababababababababababababababab",
+        >>> print(pin_line("mlp.fmnist", r).splitlines()[1])
+            "mlp.fmnist": ("abababababababababababababababababababababababababababababababab", "main"),
     """
     return (
-        f"# {name}: {result.folder}/model.safetensors, {result.size / 1e6:.2f} MB\n"
-        f'    sha256="{result.sha256}",\n'
-        f"    metrics={result.metrics!r},\n"
-        f"    extra_metrics={result.extra_metrics!r},"
+        f"# {name}: {result.folder}/model.safetensors, {result.size / 1e6:.2f} MB, metrics {result.metrics}\n"
+        f'    "{name}": ("{result.sha256}", "main"),'
     )
 
 
