@@ -32,7 +32,7 @@ __all__ = [
     "get_entry",
     "hub_namespace",
     "list_models",
-    "card_text",
+    "card_json",
     "parse_reference",
     "read_card",
 ]
@@ -248,13 +248,13 @@ def read_card(name: str, sha256: str = "", revision: str = "main") -> ZooEntry:
     )
 
 
-def card_text(entry: ZooEntry) -> str:
+def card_json(entry: ZooEntry) -> str:
     """The ``card.json`` of ``entry`` (what :func:`read_card` reads back; the pins are not in it).
 
     Example::
 
         >>> entry = get_entry("cnn.fmnist")
-        >>> read_card("cnn.fmnist", entry.sha256) == entry, json.loads(card_text(entry))["task"]
+        >>> read_card("cnn.fmnist", entry.sha256) == entry, json.loads(card_json(entry))["task"]
         (True, 'full')
     """
     data = {

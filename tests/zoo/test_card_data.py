@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lit_deep.zoo import registry
-from lit_deep.zoo.registry import PINS, REGISTRY, card_text, read_card
+from lit_deep.zoo.registry import PINS, REGISTRY, card_json, read_card
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("name", sorted(PINS))
 def test_every_pinned_model_has_card_data_that_round_trips(name):
     entry = REGISTRY[name]
-    assert (ROOT / "zoo" / name / "card.json").read_text() == card_text(entry)
+    assert (ROOT / "zoo" / name / "card.json").read_text() == card_json(entry)
     assert read_card(name, *PINS[name]) == entry
 
 
@@ -35,7 +35,7 @@ def _with_card(monkeypatch, tmp_path, text):
     ],
 )
 def test_malformed_card_data_is_refused_naming_the_file_and_field(monkeypatch, tmp_path, edit, message):
-    data = json.loads(card_text(REGISTRY["mlp.fmnist"]))
+    data = json.loads(card_json(REGISTRY["mlp.fmnist"]))
     edit(data)
     _with_card(monkeypatch, tmp_path, json.dumps(data))
     with pytest.raises(ValueError, match=r"^zoo/mlp.fmnist/card.json: " + message):

@@ -19,7 +19,7 @@ from lit_deep.zoo import REGISTRY
 from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import PreprocessingSpec, ZooEntry
 from lit_deep.zoo.release.cards import config_dict
-from lit_deep.zoo.release.export import pin_line, save_pretrained
+from lit_deep.zoo.release.export import pin_line, remeasure, save_pretrained
 from tests.conftest import FakeFMNIST, write_fake_fmnist
 
 ENTRY = ZooEntry(
@@ -74,7 +74,8 @@ def test_export_keeps_the_training_time_standardisation(
     result = save_pretrained(ckpt, tmp_path / "out" / ENTRY.name, name=ENTRY.name, data_dir=str(data.path))
     weights = tmp_path / "out" / ENTRY.name / "model.safetensors"
     assert result.sha256 == sha256_file(weights)
-    assert set(result.metrics) == {"test_acc", "test_nll", "test_ece"}
+    assert set(result.metrics) == {"test_acc", "test_nll", "test_ece", "test_brier", "test_aurc"}
+    assert set(result.extra_metrics) == {"lac_coverage", "lac_set_size", "aps_coverage", "aps_set_size"}
     written = json.loads((tmp_path / "out" / ENTRY.name / "config.json").read_text())
     assert written["model"] == config_dict(ENTRY)["model"]
     card = json.loads((tmp_path / "out" / ENTRY.name / "card.json").read_text())  # the registry's data, measured
@@ -110,3 +111,24 @@ def test_export_refuses_another_architecture(data: FakeFMNIST, tmp_path: Path, m
         save_pretrained(ckpt, tmp_path / "out", name=ENTRY.name, data_dir=str(data.path))
     with pytest.raises(ValueError, match="missing.ckpt.: no such file"):
         save_pretrained(tmp_path / "missing.ckpt", tmp_path / "out", name=ENTRY.name)
+
+
+def test_remeasure_reproduces_an_export_and_reports_what_it_does_not(
+    data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(REGISTRY, ENTRY.name, ENTRY)
+    dm = FashionMNISTDataModule(str(data.path), standardize=True, val_size=5, batch_size=20)
+    ckpt = _fit(Classifier(MLP(hidden=(16,), num_classes=10, seed=0)), dm, tmp_path)
+    folder = tmp_path / "out" / ENTRY.name
+    result = save_pretrained(ckpt, folder, name=ENTRY.name, data_dir=str(data.path))
+    exported = dataclasses.replace(ENTRY, sha256=result.sha256, metrics=result.metrics, extra_metrics={})
+    monkeypatch.setitem(REGISTRY, ENTRY.name, exported)
+    weights = (folder / "model.safetensors").read_bytes()
+    entry, changed = remeasure(ENTRY.name, folder, str(data.path), val_size=5)
+    assert changed == [] and entry.metrics == result.metrics
+    assert json.loads((folder / "card.json").read_text())["metrics"] == result.metrics
+    assert (folder / "model.safetensors").read_bytes() == weights  # the weights are untouched
+    tampered = dataclasses.replace(exported, metrics={**result.metrics, "test_acc": 0.5})
+    monkeypatch.setitem(REGISTRY, ENTRY.name, tampered)
+    _, changed = remeasure(ENTRY.name, folder, str(data.path), val_size=5)
+    assert changed == [f"{ENTRY.name}: test_acc stored 0.5, measured {result.metrics['test_acc']}"]

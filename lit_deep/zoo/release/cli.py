@@ -129,7 +129,13 @@ def _cards(args: argparse.Namespace) -> int:
     root = Path(args.out)
     problems: list[str] = []
     for name in list_models():
-        if args.check:
+        if args.measure and (root / name / "model.safetensors").is_file():
+            from lit_deep.zoo.release.export import remeasure
+
+            entry, changed = remeasure(name, root / name, args.data_dir)
+            print(f"{name}: {entry.metrics} {entry.extra_metrics}")
+            problems += changed
+        elif args.check:
             problems += check_repo_files(REGISTRY[name], root / name)
         elif (root / name / "model.safetensors").is_file():
             write_repo_files(REGISTRY[name], root / name)
@@ -178,6 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cards", help="Regenerate config.json and README.md of every zoo folder from the registry.")
     p.add_argument("--out", default=str(SOURCE_ZOO_DIR))
     p.add_argument("--check", action="store_true", help="only report folders out of sync (exit code 1)")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="measure every shipped model again on the real test data and rewrite its card.json and card",
+    )
+    p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST files are (for --measure)")
     p.set_defaults(func=_cards)
     return parser
 

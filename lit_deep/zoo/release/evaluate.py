@@ -14,13 +14,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_deep.models import BackboneHead
-from lit_deep.uncertainty import calibration_report, deterministic_probs, mc_predict
+from lit_deep.uncertainty import (
+    aurc,
+    brier_score,
+    calibration_report,
+    conformal_calibrate,
+    deterministic_probs,
+    mc_predict,
+    prediction_sets,
+    set_coverage,
+)
 from lit_deep.zoo.api import fold_temperature
 from lit_deep.zoo.registry import ZooEntry
 
-__all__ = ["MC_SEED", "classification_metrics", "evaluate", "load_test_split"]
+__all__ = ["CONFORMAL_ALPHA", "MC_SEED", "classification_metrics", "conformal_metrics", "evaluate", "load_test_split"]
 
 MC_SEED = 0
+#: The miscoverage of the conformal sets the cards report (sets hold the true class for >= 90 % of images).
+CONFORMAL_ALPHA = 0.1
 _DECIMALS = 4
 
 
@@ -40,6 +51,39 @@ def load_test_split(task: str, data_dir: str | None = None, **task_args: object)
     dm.setup("test")
     assert dm.test_set is not None
     return dm.test_set.inputs, dm.test_set.targets
+
+
+def load_val_split(task: str, data_dir: str | None = None, val_size: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The task's validation images (the first ``val_size`` of the training file, never trained on) and labels."""
+    from lit_deep.data import FashionMNISTDataModule
+
+    dm = FashionMNISTDataModule(data_dir, task=task, standardize=False, val_size=val_size)  # type: ignore[arg-type]
+    dm.setup("validate")
+    assert dm.val_set is not None
+    return dm.val_set.inputs, dm.val_set.targets
+
+
+def conformal_metrics(
+    cal_probs: torch.Tensor, cal_y: torch.Tensor, probs: torch.Tensor, y: torch.Tensor
+) -> dict[str, float]:
+    """Split-conformal test coverage and mean set size at ``alpha = 0.1`` for LAC and randomized APS (seed 0).
+
+    Calibrated on ``cal_probs`` / ``cal_y`` (held-out examples), measured on ``probs`` / ``y``.
+
+    Example::
+
+        >>> p = torch.tensor([[0.9, 0.1], [0.2, 0.8]]).repeat(50, 1)
+        >>> m = conformal_metrics(p, torch.tensor([0, 1]).repeat(50), p, torch.tensor([0, 1]).repeat(50))
+        >>> m["lac_coverage"], m["lac_set_size"]
+        (1.0, 1.0)
+    """
+    out: dict[str, float] = {}
+    for method in ("lac", "aps"):
+        calibrated = conformal_calibrate(cal_probs, cal_y, alpha=CONFORMAL_ALPHA, method=method, seed=MC_SEED)
+        sets = prediction_sets(probs, calibrated, seed=MC_SEED + 1)
+        out[f"{method}_coverage"] = round(set_coverage(sets, y), _DECIMALS)
+        out[f"{method}_set_size"] = round(float(sets.sum(1).double().mean()), _DECIMALS)
+    return out
 
 
 def classification_metrics(probs: torch.Tensor, y: torch.Tensor, prefix: str = "test") -> dict[str, float]:
@@ -77,6 +121,7 @@ def evaluate(
     entry: ZooEntry,
     data_dir: str | None = None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    val_size: int = 5000,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Measure ``model`` (taking raw [0, 1] images) as its card and registry entry report it.
 
@@ -84,13 +129,19 @@ def evaluate(
     ``mc_samples`` passes of :func:`~lit_deep.uncertainty.mc_predict` (seed 0) and, as extra metrics, those of the
     deterministic pass (dropout off). A model with ``entry.temperature`` is passed raw: its metrics are those
     with the temperature folded in (what ``zoo.load`` returns), and ``raw_test_nll`` / ``raw_test_ece`` those
-    before scaling. Autoencoders: per-pixel MSE and BCE of the reconstructions.
+    before scaling. Brier score and AURC come with them. Measured on the task's own test split (no ``data``),
+    the extra metrics add split-conformal coverage and mean set size at ``alpha = 0.1`` (LAC and randomized APS,
+    :func:`conformal_metrics`), calibrated on the 5,000 validation images with the raw network's probabilities
+    (the MC mean for MC-dropout models): the temperature was fitted on those images, so the scaled model's
+    probabilities would not be exchangeable with the test ones. Autoencoders: per-pixel MSE and BCE of the
+    reconstructions.
 
     Args:
         model: the model.
         entry: its entry (task, kind, MC samples).
         data_dir: where the Fashion-MNIST files are.
         data: ``(images, labels)`` to measure on instead of the task's test split.
+        val_size: the run's validation split (the first ``val_size`` training-file images) for the conformal sets.
 
     Returns:
         ``(metrics, extra_metrics)``.
@@ -102,13 +153,38 @@ def evaluate(
         >>> _ = nn.init.zeros_(uniform[1].weight), nn.init.zeros_(uniform[1].bias)
         >>> images, labels = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
         >>> metrics, extra = evaluate(uniform, get_entry("mlp_selu.fmnist_a"), data=(images, labels))
-        >>> metrics["test_acc"], metrics["test_nll"], extra
-        (0.1, 2.3026, {})
+        >>> metrics["test_acc"], metrics["test_nll"], metrics["test_brier"], extra
+        (0.1, 2.3026, 0.9, {})
     """
     x, y = data if data is not None else load_test_split(entry.task, data_dir)
     if entry.kind == "autoencoder":
         return _reconstruction_metrics(model, x), {}
+    metrics, extra = _classification(model, entry, x, y)
+    if data is None:  # the task's own splits: conformal sets calibrated on the validation images
+        vx, vy = load_val_split(entry.task, data_dir, val_size)
+        _, cal_probs = _predict(model, entry, vx)
+        _, probs = _predict(model, entry, x)
+        extra.update(conformal_metrics(cal_probs, vy, probs, y))
+    return metrics, extra
+
+
+def _predict(model: nn.Module, entry: ZooEntry, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(deterministic, reported)`` probabilities: the reported ones are the MC mean for MC-dropout models."""
     det = deterministic_probs(model, x)
+    if not entry.mc_samples:
+        return det, det
+    return det, mc_predict(model, x, samples=entry.mc_samples, seed=MC_SEED).probs
+
+
+def _with_scores(metrics: dict[str, float], probs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    brier, risk = brier_score(probs, y), aurc(probs, y)
+    return {**metrics, "test_brier": round(brier, _DECIMALS), "test_aurc": round(risk, _DECIMALS)}
+
+
+def _classification(
+    model: nn.Module, entry: ZooEntry, x: torch.Tensor, y: torch.Tensor
+) -> tuple[dict[str, float], dict[str, float]]:
+    det, probs = _predict(model, entry, x)
     if entry.temperature and not entry.mc_samples:
         # ``model`` is the raw network (as exported); the zoo folds the temperature into its output layer.
         raw = classification_metrics(det, y, prefix="raw_test")
@@ -118,8 +194,8 @@ def evaluate(
             )
         with torch.no_grad():
             scaled = deterministic_probs(fold_temperature(copy.deepcopy(model), entry.temperature), x)
-        return classification_metrics(scaled, y), {k: v for k, v in raw.items() if k != "raw_test_acc"}
+        extra = {k: v for k, v in raw.items() if k != "raw_test_acc"}
+        return _with_scores(classification_metrics(scaled, y), scaled, y), extra
     if not entry.mc_samples:
-        return classification_metrics(det, y), {}
-    mc = mc_predict(model, x, samples=entry.mc_samples, seed=MC_SEED).probs
-    return classification_metrics(mc, y), classification_metrics(det, y, prefix="det_test")
+        return _with_scores(classification_metrics(det, y), det, y), {}
+    return _with_scores(classification_metrics(probs, y), probs, y), classification_metrics(det, y, prefix="det_test")

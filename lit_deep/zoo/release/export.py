@@ -26,11 +26,11 @@ from lit_deep.models import BackboneHead, CheckpointError, Preprocess, describe,
 from lit_deep.models.checkpoint import MODULE_KEY
 from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
-from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, card_text, get_entry
+from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, card_json, get_entry
 from lit_deep.zoo.release.cards import repo_files
 from lit_deep.zoo.release.evaluate import evaluate
 
-__all__ = ["ExportResult", "package", "pin_line", "save_pretrained"]
+__all__ = ["ExportResult", "package", "pin_line", "remeasure", "save_pretrained"]
 
 #: MC samples the metrics of a model with always-on MC dropout layers average.
 MC_SAMPLES = 100
@@ -219,12 +219,12 @@ def _write_package(
     weights = save(tensors, metadata={"format": "pt", "lit_deep_zoo": entry.name})
     if data is None and entry.task == "B":
         data = _task_b_data(data_dir, test_args or {})
-    metrics, extra = evaluate(model.eval(), entry, data_dir, data)
+    metrics, extra = evaluate(model.eval(), entry, data_dir, data, int((test_args or {}).get("val_size", 5000)))
     sha = hashlib.sha256(weights).hexdigest()
     entry = dataclasses.replace(entry, sha256=sha, metrics=metrics, extra_metrics=extra)
     files = {"model.safetensors": weights, **repo_files(entry, len(weights))}
     if registered:
-        files["card.json"] = card_text(entry).encode()
+        files["card.json"] = card_json(entry).encode()
     write_package_folder(folder, files)
     return ExportResult(folder, sha, len(weights), metrics, extra), entry
 
@@ -259,8 +259,50 @@ def _export_registered(
         raise ValueError(
             f"ckpt: the checkpoint's architecture {entry.architecture} is not {name}'s {registered.architecture}"
         )
-    result, _ = _write_package(model, registered, folder, data_dir, registered=True)
+    result, _ = _write_package(model, registered, folder, data_dir, test_args=hparams, registered=True)
     return result
+
+
+def remeasure(
+    name: str, folder: str | Path, data_dir: str | None = None, val_size: int = 5000
+) -> tuple[ZooEntry, list[str]]:
+    """Measure the registered model ``name`` again from its package in ``folder`` and rewrite its card data.
+
+    The weights are loaded as users load them (:func:`lit_deep.zoo.load` of the local folder, hash checked) and
+    measured by :func:`~lit_deep.zoo.release.evaluate.evaluate`; ``card.json``, ``config.json`` and the card are
+    rewritten together with the new figures (the weights are untouched).
+
+    Args:
+        name: a registered zoo name.
+        folder: its package folder (``zoo/<name>``).
+        data_dir: where the Fashion-MNIST files are.
+        val_size: the validation split the conformal sets are calibrated on (the recipes' 5,000).
+
+    Returns:
+        The updated entry and one line per stored metric that the new measurement does not reproduce
+        (to 1e-4): new metrics (a measurement added since the export) are not listed.
+
+    Raises:
+        UnknownModelError: for a name that is not registered.
+    """
+    from lit_deep.zoo.api import load
+
+    entry = get_entry(name)
+    folder = Path(folder)
+    model = load(str(folder), calibrated=False, sha256=entry.sha256)
+    metrics, extra = evaluate(model.eval(), entry, data_dir, val_size=val_size)
+    stored = {**entry.metrics, **entry.extra_metrics}
+    measured = {**metrics, **extra}
+    changed = [
+        f"{name}: {key} stored {value}, measured {measured.get(key)}"
+        for key, value in stored.items()
+        if key not in measured or abs(measured[key] - value) > 1e-4
+    ]
+    entry = dataclasses.replace(entry, metrics=metrics, extra_metrics=extra)
+    size = (folder / "model.safetensors").stat().st_size
+    files = {**repo_files(entry, size), "card.json": card_json(entry).encode()}
+    write_package_folder(folder, files)
+    return entry, changed
 
 
 def pin_line(name: str, result: ExportResult) -> str:
