@@ -223,6 +223,7 @@ def load(
     namespace: str | None = None,
     sha256: str | None = None,
     calibrated: bool = True,
+    cut: int | None = None,
 ) -> BackboneHead:
     """A pretrained zoo model, downloaded through ``huggingface_hub``, verified and rebuilt from ``config.json``.
 
@@ -246,6 +247,8 @@ def load(
         sha256: the expected weights hash (default: the registry's pin, or the Hub's own hash).
         calibrated: fold the temperature ``config.json`` carries (fitted on the validation split) into the output
             layer, so that probabilities are calibrated (:func:`fold_temperature`); ignored with ``num_classes``.
+        cut: with ``num_classes``, keep only the backbone's first ``cut`` layers (a cut depth that :func:`rank`
+            scores as ``backbone[:cut]`` and the model card names); ``None`` keeps the whole backbone.
 
     Returns:
         The model (a :class:`~lit_deep.models.BackboneHead`: ``.backbone``, ``.head``).
@@ -267,6 +270,9 @@ def load(
     """
     check_int("num_classes", num_classes, minimum=1, optional=True)
     check_bool("calibrated", calibrated)
+    check_int("cut", cut, minimum=1, optional=True)
+    if cut is not None and num_classes is None:
+        raise ValueError(f"cut: a cut backbone ({cut}) needs a new head: pass num_classes too")
     ref, rev = _resolve(name, revision, namespace)
     local = rev == "local"  # a folder on disk: it has no revision to pass on
     fetched = download(name, revision=None if local else rev, cache_dir=cache_dir, namespace=namespace, sha256=sha256)
@@ -295,7 +301,7 @@ def load(
     if temperature is not None:
         fold_temperature(model, temperature)
     if num_classes is not None:
-        model = transfer(model, num_classes)
+        model = transfer(model, num_classes, cut=cut)
     _attach(
         model,
         ZooInfo(
@@ -322,6 +328,7 @@ def classifier(
     num_classes: int | None = None,
     revision: str | None = None,
     cache_dir: str | None = None,
+    cut: int | None = None,
     **kwargs: Any,
 ) -> Classifier:
     """A :class:`~lit_deep.Classifier` around a pretrained zoo model or Hub repo (see :func:`load`), in train mode.
@@ -337,6 +344,7 @@ def classifier(
         num_classes: outputs of a fresh head; ``None`` keeps the pretrained head.
         revision: Hub revision (default the registry's pinned one, ``main`` for other repos).
         cache_dir: Hub cache folder (default huggingface_hub's).
+        cut: with ``num_classes``, keep the backbone's first ``cut`` layers only (see :func:`load`).
         **kwargs: the other Classifier arguments (optimizer, lr, ...).
 
     Example::
@@ -349,7 +357,7 @@ def classifier(
     """
     from lit_deep.modules import Classifier  # Lightning: imported by this call only
 
-    model = load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir).train()
+    model = load(name, num_classes=num_classes, revision=revision, cache_dir=cache_dir, cut=cut).train()
     zoo_info: ZooInfo = model.__dict__["zoo_info"]
     if num_classes is None and "class_names" not in kwargs and zoo_info.class_names:
         kwargs["class_names"] = list(zoo_info.class_names)

@@ -53,6 +53,8 @@ class Pretrained(BackboneHead):
         dropout: rate of the dropout layer appended to the backbone (0: none).
         reinitialize: re-draw the backbone's weights.
         seed: seed of the new head and of the re-initialisation.
+        cut: keep the backbone's first ``cut`` layers only (a depth :func:`lit_deep.zoo.rank` scores; needs
+            ``num_classes``).
 
     Example::
 
@@ -72,12 +74,13 @@ class Pretrained(BackboneHead):
         dropout: float = 0.0,
         reinitialize: bool = False,
         seed: int | None = None,
+        cut: int | None = None,
     ) -> None:
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
         ):
             raise ValueError(f"num_classes: must be a positive integer or None, got {num_classes!r}")
         source = load_source(name, revision)
-        model = transfer(source, num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed).train()
+        model = transfer(source, num_classes, dropout=dropout, reinitialize=reinitialize, seed=seed, cut=cut).train()
         super().__init__(model.backbone, model.head, model.feature_dim)
         self.zoo_name = name

@@ -153,3 +153,40 @@ def test_arguments_are_recorded_without_replacing_the_classes_init() -> None:
     assert recorded_init_args(twin) == recorded_init_args(net)
     mlp = MLP(hidden=(6, 3), dropout=0.1, seed=2)
     assert describe(build(describe(copy.deepcopy(mlp)))) == describe(mlp)
+
+
+def test_transfer_cut_keeps_the_first_layers_and_sizes_the_head():
+    source = CNN(channels=(4, 8), dense=16, seed=0)
+    cut = transfer(source, 3, cut=7, seed=0)  # the first block: 2 x (conv, BN, ReLU), then max-pool
+    assert len(cut.backbone) == 8 and isinstance(cut.backbone[-1], nn.Flatten)
+    assert cut.feature_dim == 4 * 14 * 14 == cut.head.in_features
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(cut.backbone[:7].eval()(x), source.backbone[:7].eval()(x))  # the same pretrained layers
+    assert cut.backbone[0] is not source.backbone[0]  # a copy
+    flat = transfer(MLP(hidden=(8, 6), seed=0), 2, cut=3)  # Flatten, Linear, ReLU: already [B, 8]
+    assert flat.feature_dim == 8 and not isinstance(flat.backbone[-1], nn.Flatten)
+    rebuilt = build(describe(cut))
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in cut.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cut": 0}, r"^cut: must be an integer in \[1, 20\], got 0"),
+        ({"cut": 99}, r"^cut: must be an integer in \[1, 20\], got 99"),
+        ({"cut": 3, "num_classes": None}, r"^num_classes: a cut backbone \(3\) needs a new head"),
+        ({"cut": 3, "input_shape": (1, 0, 28)}, r"^input_shape: must be a non-empty sequence of integers >= 1, got"),
+    ],
+)
+def test_bad_cuts_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        transfer(CNN(channels=(4, 8), dense=16), **{"num_classes": 2, **kwargs})
+
+
+def test_a_cut_of_a_backbone_that_does_not_say_its_input_shape_needs_one():
+    net = BackboneHead(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), nn.Linear(2, 2), feature_dim=2)
+    with pytest.raises(ValueError, match=r"^input_shape: the source does not record its input shape; pass it"):
+        transfer(net, 2, cut=1)
+    assert transfer(net, 2, cut=1, input_shape=(1, 5, 5)).feature_dim == 2 * 3 * 3
+    with pytest.raises(ValueError, match=r"^cut: needs a backbone that is an nn.Sequential, got Conv2d"):
+        transfer(BackboneHead(nn.Conv2d(1, 2, 3), nn.Linear(2, 2), feature_dim=2), 2, cut=1)

@@ -43,6 +43,18 @@ def test_num_classes_gives_a_new_head_on_the_pretrained_backbone(hub: HubServer,
     assert tuple(model(torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)).shape) == (5, 2)
 
 
+def test_cut_keeps_the_first_pretrained_layers_under_a_new_head(hub: HubServer, tiny_zoo: TinyZoo, cache: str) -> None:
+    whole = zoo.load(TINY, cache_dir=cache)
+    model = zoo.load(TINY, num_classes=3, cache_dir=cache, cut=3)
+    assert len(model.backbone) == 3 and model.head.out_features == 3
+    assert model.feature_dim == whole.backbone[:3](torch.zeros(1, 1, 28, 28)).shape[1]
+    torch.testing.assert_close(model.backbone[2].weight, tiny_zoo.state["backbone.2.weight"])
+    with pytest.raises(ValueError, match=r"^cut: a cut backbone \(3\) needs a new head: pass num_classes too"):
+        zoo.load(TINY, cache_dir=cache, cut=3)
+    with pytest.raises(ValueError, match=r"^cut: must be None or an integer >= 1, got 0"):
+        zoo.load(TINY, num_classes=3, cache_dir=cache, cut=0)
+
+
 def test_classifier_from_zoo_trains_in_train_mode_with_class_names(hub: HubServer, cache: str) -> None:
     clf = zoo.classifier(TINY, cache_dir=cache, lr=0.01)
     assert clf.model.training

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
+from torch import nn
 
 from lit_deep._io import write_package_folder
+from lit_deep.models import BackboneHead, build, transfer
 from lit_deep.zoo._format import FORMAT, zoo_description
 from lit_deep.zoo._integrity import sha256_file
 from lit_deep.zoo.registry import ZooEntry
+from lit_deep.zoo.transferability import cut_points
 
 __all__ = [
     "METRIC_LABELS",
@@ -192,6 +195,26 @@ def _training(entry: ZooEntry) -> str:
     )
 
 
+def _cuts(entry: ZooEntry) -> str:
+    """The card's transfer section: the cut depths :func:`lit_deep.zoo.rank` scores and their feature sizes."""
+    model = build(zoo_description(entry.architecture, entry.preprocessing.to_dict()))
+    assert isinstance(model, BackboneHead)
+    assert isinstance(model.backbone, nn.Sequential)
+    rows = []
+    for depth in cut_points(model.backbone, 3):
+        layer = type(model.backbone[depth - 1]).__name__
+        features = transfer(model, 2, cut=depth).feature_dim
+        where = "the whole backbone" if depth == len(model.backbone) else f"`backbone[:{depth}]`, after a {layer}"
+        rows.append(f"| `cut={depth}` | {where} | {features} |")
+    name = entry.load_name or entry.name
+    return (
+        f'`zoo.load("{name}", num_classes=k)` keeps the whole backbone under a new head; `cut=d` keeps its first '
+        "`d` layers only (earlier, more generic features; a feature map is flattened). `lit-deep zoo rank` scores "
+        "these depths on your own data (LogME, LEEP) before any training.\n\n"
+        "| cut | features | size |\n|---|---|---|\n" + "\n".join(rows)
+    )
+
+
 def card_text(entry: ZooEntry, weights_size: int | None = None) -> str:
     """The model card ``README.md`` of a zoo entry.
 
@@ -221,6 +244,7 @@ def card_text(entry: ZooEntry, weights_size: int | None = None) -> str:
         f"## Classes\n\n{classes}",
         f"## How to load\n\n{_usage(entry)}\n\nOr `lit-deep zoo download {entry.load_name or entry.name}`. The "
         "weights' SHA-256 is checked before they are read (safetensors only, `strict=True`).",
+        f"## Transfer: where to cut\n\n{_cuts(entry)}",
         f"## Preprocessing\n\nInputs `[B, 28, 28]` or `[B, 1, 28, 28]`; uint8 images are divided by 255, float images "
         f"must be in [0, 1]; {norm}. This is the model's first layer (`backbone.0`), so raw images go straight in.",
         f"## Training\n\n{_training(entry)}",
