@@ -5,7 +5,8 @@ For each split and seed, ``lit_deep.experiments.run_transfer`` trains the model 
 images, and evaluates both on the split's test images. Writes ``recipes/results/transfer.json`` and prints a
 markdown table (mean +- std over seeds) that ``recipes/run_all.py`` puts into RESULTS.md.
 
-Run: ``python recipes/transfer_seeds.py --seeds 10``
+Run: ``python recipes/transfer_seeds.py --seeds 10``; ``--source resnet.fmnist --splits 0`` reuses another zoo
+model's backbone (written to ``recipes/results/transfer_<source>.json``).
 """
 
 from __future__ import annotations
@@ -47,16 +48,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--output", type=Path, default=Path("runs/transfer_seeds"))
+    parser.add_argument("--source", default=TransferConfig().source_model, help="the zoo model reused")
+    parser.add_argument("--splits", type=int, nargs="*", default=list(range(len(SPLITS))), help="indices of SPLITS")
     args = parser.parse_args()
-    source = zoo.load(TransferConfig().source_model)
-    results: dict = {"splits": []}
-    for negative, positive, size in SPLITS:
-        config = replace(TransferConfig(), b_classes=(negative, positive), b_train_size=size)
+    source = zoo.load(args.source)
+    results: dict = {"source": args.source, "splits": []}
+    for negative, positive, size in (SPLITS[i] for i in args.splits):
+        config = replace(TransferConfig(), source_model=args.source, b_classes=(negative, positive), b_train_size=size)
         started = time.perf_counter()
-        runs = [
-            run_transfer(source, config, seed, args.output / f"{negative}_{positive}_{size}", progress=False)
-            for seed in range(args.seeds)
-        ]
+        folder = args.output / args.source / f"{negative}_{positive}_{size}"
+        runs = [run_transfer(source, config, seed, folder, progress=False) for seed in range(args.seeds)]
         results["splits"].append(
             {
                 "classes": [negative, positive],
@@ -69,7 +70,8 @@ def main() -> None:
             }
         )
         print(markdown(results), flush=True)
-    out = HERE / "results" / "transfer.json"
+    default = args.source == TransferConfig().source_model
+    out = HERE / "results" / ("transfer.json" if default else f"transfer_{args.source}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

@@ -75,13 +75,18 @@ class ResidualBlock(RecordsInit, nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = _bn(out_channels)
         self.act2 = make_activation(activation, out_channels)
-        if zero_init_residual:
-            nn.init.zeros_(self.bn2.weight)
+        self.zero_init_residual = zero_init_residual
+        self.reset_residual_()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), _bn(out_channels)
             )
+
+    def reset_residual_(self) -> None:
+        """Start the block as the identity again (its last BatchNorm's scale at 0), if ``zero_init_residual``."""
+        if self.zero_init_residual:
+            nn.init.zeros_(self.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - documented on the class
         out = self.act1(self.bn1(self.conv1(x)))

@@ -19,9 +19,23 @@ from lit_deep.models._base import DROPOUT_KINDS, BackboneHead, DropoutKind, make
 from lit_deep.models._record import recorded_init_args
 from lit_deep.models.checkpoint import read_checkpoint
 from lit_deep.models.preprocess import Preprocess
+from lit_deep.models.resnet import ResidualBlock
 from lit_deep.nn.init import init_weights
 
 __all__ = ["FromCheckpoint", "transfer"]
+
+#: Normalisation layers a re-initialised backbone resets (their learnt scale and shift, their running statistics).
+_NORMS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+)
 
 
 def transfer(
@@ -47,8 +61,9 @@ def transfer(
         dropout: rate of a dropout layer appended to the backbone (0: none), e.g. the MC-dropout source.
         dropout_kind: ``"auto"`` (alpha dropout when the backbone has SELU units, standard otherwise) or one of
             ``standard``, ``alpha``, ``mc``, ``mc_alpha``.
-        reinitialize: re-draw every backbone weight (LeCun normal for SELU nets, He otherwise): the from-scratch
-            twin of a transfer run, same architecture and preprocessing.
+        reinitialize: re-draw every backbone weight (LeCun normal for SELU nets, He otherwise) and reset its
+            normalisation layers (and residual blocks to the identity): the from-scratch twin of a transfer run,
+            same architecture and preprocessing.
         seed: seed of the new head and of the re-initialisation (``None``: the global generator).
         cut: keep only the backbone's first ``cut`` child modules (``backbone[:cut]``, a ``Sequential``): the
             cut depths :func:`lit_deep.zoo.rank` scores and the zoo cards name. A cut whose output is a feature
@@ -98,6 +113,13 @@ def transfer(
         selu = any(isinstance(m, nn.SELU) for m in backbone.modules())
         if reinitialize:
             init_weights(backbone, "lecun_normal" if selu else "he_normal", generator)
+            modules = list(backbone.modules())
+            for module in modules:  # normalisation layers start afresh too (scale 1, shift 0, no statistics)
+                if isinstance(module, _NORMS):
+                    module.reset_parameters()
+            for module in modules:  # then each residual block is the identity again (its last scale 0)
+                if isinstance(module, ResidualBlock):
+                    module.reset_residual_()
     if dropout > 0:
         kind = ("alpha" if selu else "standard") if dropout_kind == "auto" else dropout_kind
         layers = list(backbone.children()) if type(backbone) is nn.Sequential else [backbone]

@@ -81,3 +81,18 @@ def test_bad_block_arguments():
 def test_a_huge_resnet_is_refused_before_allocation():
     with pytest.raises(ValueError, match=r"^widths: a .* layer is .* parameters, more than the 2.1e9"):
         ResNet(widths=(200_000,), blocks=1)
+
+
+def test_the_from_scratch_twin_resets_normalisation_and_residual_blocks():
+    source = ResNet(widths=(4, 8), blocks=1, seed=0)
+    with torch.no_grad():
+        for module in source.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.fill_(3.0)
+                module.running_mean.fill_(5.0)
+    twin = transfer(source, 2, reinitialize=True, seed=1)
+    for name, module in twin.backbone.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert module.running_mean.abs().max() == 0, name
+            expected = 0.0 if name.endswith("bn2") else 1.0  # each block starts as the identity again
+            assert torch.all(module.weight == expected), name
