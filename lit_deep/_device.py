@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 __all__ = ["batch_inputs", "model_device", "to_model_device"]
 
 
-def batch_inputs(batch: object) -> object:
+def batch_inputs(batch: Any) -> Any:
     """The inputs of a DataLoader batch: ``batch[0]`` of an ``(x, y, ...)`` tuple or list, else the batch itself.
 
     Example::

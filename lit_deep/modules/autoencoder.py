@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lit_deep._device import batch_inputs
 from lit_deep._validate import check_choice
 from lit_deep.modules._optim import OptimizerName
 from lit_deep.modules.base import LitDeepModule, Stage
@@ -93,7 +94,7 @@ class AutoencoderModule(LitDeepModule):
 
     def step(self, batch: Any, batch_idx: int, stage: Stage) -> torch.Tensor:
         """The mean reconstruction loss of a batch ``x`` or ``(x, y)``; updates (and off training logs) the metrics."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_inputs(batch)
         recon = self(x)
         per_image = self.reconstruction_loss(recon, x)
         mse = getattr(self, f"{stage}_mse")
@@ -112,5 +113,5 @@ class AutoencoderModule(LitDeepModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Reconstructions of a batch ``x`` or ``(x, y)``."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_inputs(batch)
         return self(x)

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
+from lit_deep._device import batch_inputs
 from lit_deep._validate import check_int, check_non_negative, check_seed, check_targets
 from lit_deep.modules._optim import OptimizerName, penalised_weights
 from lit_deep.modules.base import LitDeepModule, Stage
@@ -293,7 +294,7 @@ class Classifier(LitDeepModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Class probabilities ``[B, C]`` for a batch ``x`` or ``(x, y)`` (``mc_predict_step`` if ``mc_samples``)."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_inputs(batch)
         return self.probabilities(self(x))
 
     def mc_predict_step(self, dataloader_iter: Iterator[Any]) -> MCPrediction | None:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
+from lit_deep._device import batch_inputs
 from lit_deep._validate import check_int, check_seed
 from lit_deep.uncertainty.predict import mc_predict
 from lit_deep.uncertainty.prediction import MCPrediction
@@ -197,7 +198,7 @@ class MCPredictor:
             batch = trainer.strategy.batch_to_device(batch, dataloader_idx=dataloader_idx)
             # Lightning converts the inputs of the steps it feeds; this step draws its own batches, so it converts
             # them as the precision plugin would (a bf16-true model takes bf16 inputs).
-            x = trainer.precision_plugin.convert_input(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            x = trainer.precision_plugin.convert_input(batch_inputs(batch))
             model = getattr(module, "model", None)
             if not isinstance(model, nn.Module):
                 raise ValueError(f"module: MC prediction needs the network in `.model`, got {type(module).__name__}")

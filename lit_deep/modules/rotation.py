@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_deep._device import batch_inputs
 from lit_deep._validate import check_int
 from lit_deep.modules._optim import OptimizerName
 from lit_deep.modules.base import LitDeepModule, Stage
@@ -98,7 +99,7 @@ class RotationPretext(LitDeepModule):
 
     def step(self, batch: Any, batch_idx: int, stage: Stage) -> torch.Tensor:
         """Cross-entropy of the predicted rotation: random rotations in training, seeded by batch otherwise."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_inputs(batch)
         generator = self._generator if stage == "train" else torch.Generator().manual_seed(10_000 + batch_idx)
         rotated, k = rotate_batch(x, generator)
         logits = self(rotated)

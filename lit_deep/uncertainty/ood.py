@@ -50,7 +50,7 @@ def deterministic_probs(model: nn.Module, inputs: torch.Tensor | DataLoader, bat
         batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
         device = inputs.device
     with dropout_off(model), torch.no_grad():
-        probs = [to_probs(model(to_model_device(model, x))) for x in batches]  # type: ignore[arg-type]
+        probs = [to_probs(model(to_model_device(model, x))) for x in batches]
     out = torch.cat(probs)
     return out if device is None else out.to(device)
 
