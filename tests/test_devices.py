@@ -53,3 +53,29 @@ def test_predictions_and_scores_stay_where_the_inputs_are(device) -> None:  # no
     assert deterministic_probs(model, x).device.type == device.type
     scores = prediction.entropy
     assert 0.0 <= ood_auroc(scores[:3], scores[3:]) <= 1.0
+
+
+def test_data_on_the_device_trains_to_the_same_parameters(device, tiny_fmnist, tmp_path) -> None:  # noqa: ANN001
+    def fit(on_device: bool) -> tuple[dict[str, torch.Tensor], FashionMNISTDataModule]:
+        dm = FashionMNISTDataModule(
+            str(tiny_fmnist.path), batch_size=16, val_size=10, augment=True, standardize=True, on_device=on_device
+        )
+        clf = Classifier(MLP(hidden=(8,), seed=0), optimizer="sgd", lr=0.1)
+        _trainer(device, tmp_path, max_epochs=2, deterministic=True).fit(clf, dm)
+        return {k: v.cpu() for k, v in clf.state_dict().items()}, dm
+
+    (plain, _), (moved, dm) = fit(False), fit(True)
+    assert dm.train_set.inputs.device.type == device.type  # the splits live on the trainer's device
+    assert dm.test_set.targets.device.type == device.type
+    for key, value in plain.items():  # the same batches and augmentations (CPU generators) wherever the data is
+        torch.testing.assert_close(moved[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_augmentation_is_the_same_on_every_device(device) -> None:  # noqa: ANN001
+    from lit_deep.data.augment import RandomShiftFlip
+
+    x = torch.rand(8, 1, 28, 28)
+    on_cpu = RandomShiftFlip(max_shift=2, seed=3)(x)
+    there = RandomShiftFlip(max_shift=2, seed=3)(x.to(device))
+    assert there.device.type == device.type
+    assert torch.equal(there.cpu(), on_cpu)

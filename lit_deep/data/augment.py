@@ -42,17 +42,18 @@ class RandomShiftFlip:
         """Augment a batch ``[B, C, H, W]``."""
         b, _, h, w = x.shape
         if self.flip_p > 0:
-            flip = torch.rand(b, generator=self.generator) < self.flip_p
+            flip = (torch.rand(b, generator=self.generator) < self.flip_p).to(x.device)
             x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
         if self.max_shift == 0:
             return x
         s = self.max_shift
-        dy = torch.randint(-s, s + 1, (b, 1, 1), generator=self.generator)
-        dx = torch.randint(-s, s + 1, (b, 1, 1), generator=self.generator)
-        rows = torch.arange(h).view(1, h, 1) - dy  # source row of each output row
-        cols = torch.arange(w).view(1, 1, w) - dx
+        # Drawn by the CPU generator (the same augmentations on every device), used on the batch's device.
+        dy = torch.randint(-s, s + 1, (b, 1, 1), generator=self.generator).to(x.device)
+        dx = torch.randint(-s, s + 1, (b, 1, 1), generator=self.generator).to(x.device)
+        rows = torch.arange(h, device=x.device).view(1, h, 1) - dy  # source row of each output row
+        cols = torch.arange(w, device=x.device).view(1, 1, w) - dx
         valid = ((rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)).unsqueeze(1)
         flat_index = (rows.clamp(0, h - 1) * w + cols.clamp(0, w - 1)).view(b, 1, h * w).expand(-1, x.shape[1], -1)
         shifted = x.reshape(b, x.shape[1], h * w).gather(2, flat_index).view_as(x)
-        fill = self.fill if isinstance(self.fill, float) else self.fill.expand_as(x)
+        fill = self.fill if isinstance(self.fill, float) else self.fill.to(x.device).expand_as(x)
         return torch.where(valid, shifted, fill)

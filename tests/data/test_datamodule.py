@@ -203,6 +203,11 @@ def test_bad_arguments(tiny_fmnist, kwargs, message):
         FashionMNISTDataModule(str(tiny_fmnist.path), **kwargs)
 
 
+def test_on_device_must_be_a_bool(tiny_fmnist):
+    with pytest.raises(TypeError, match=r"^on_device: must be True or False, got 'cuda'"):
+        FashionMNISTDataModule(str(tiny_fmnist.path), on_device="cuda")
+
+
 def test_val_size_leaving_no_training_images(tiny_fmnist):
     dm = FashionMNISTDataModule(str(tiny_fmnist.path), val_size=60)
     with pytest.raises(ValueError, match=r"val_size: 60 leaves no training images out of 60"):
