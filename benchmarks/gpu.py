@@ -61,6 +61,14 @@ def check_mc_predict(failures: list[str]) -> None:
     )
     if not same:
         failures.append("mc_predict CUDA != CPU")
+    # The chunk bound on the GPU (default 2**24 elements, a first choice): time a sweep, report the best.
+    sweep = {
+        e: _timed(lambda e=e: mc_predict(gpu_model, gx, samples=100, seed=0, max_elements=1 << e))
+        for e in (20, 22, 24, 26)
+    }
+    best = min(sweep, key=sweep.__getitem__)
+    times = ", ".join(f"2**{e} {t * 1e3:.1f} ms" for e, t in sweep.items())
+    print(f"mc_predict max_elements sweep on CUDA: {times}; best 2**{best}")
 
 
 def check_bf16_ddp_fit(failures: list[str]) -> None:

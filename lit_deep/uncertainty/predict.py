@@ -19,7 +19,16 @@ from lit_deep.uncertainty._layers import mc_mode, stochastic_layers
 from lit_deep.uncertainty._masks import MaskSampler
 from lit_deep.uncertainty.prediction import MCPrediction
 
-__all__ = ["DEFAULT_MAX_ELEMENTS", "DEFAULT_MAX_SAMPLES_BYTES", "MAX_SAMPLES", "STOCHASTIC", "Stochastic", "mc_predict"]
+__all__ = [
+    "DEFAULT_MAX_ELEMENTS",
+    "DEFAULT_MAX_ELEMENTS_ACCELERATOR",
+    "DEFAULT_MAX_SAMPLES_BYTES",
+    "default_max_elements",
+    "MAX_SAMPLES",
+    "STOCHASTIC",
+    "Stochastic",
+    "mc_predict",
+]
 
 #: What ``mc_predict`` samples: dropout layers and calls (keyed masks), or every stochastic op of the model.
 Stochastic = Literal["dropout", "all"]
@@ -30,6 +39,21 @@ STOCHASTIC: tuple[str, ...] = get_args(Stochastic)
 #: 10,000 images, 2 threads): 2**20 8.25 s, 2**21 8.37 s, 2**22 9.05 s, 2**23 10.21 s, 2**24 9.97 s; the
 #: smaller chunks stay in cache and cut the peak memory (322 MiB above the start at 2**24).
 DEFAULT_MAX_ELEMENTS = 1 << 20
+#: The bound on accelerators (2**24 elements, 64 MiB of float32): a GPU is busy only with large kernels, and its
+#: memory is not a 2-thread CPU cache. A first choice, not yet measured on a GPU: ``benchmarks/gpu.py`` sweeps it.
+DEFAULT_MAX_ELEMENTS_ACCELERATOR = 1 << 24
+
+
+def default_max_elements(device: torch.device | None) -> int:
+    """The default ``max_elements`` of :func:`mc_predict` for a model on ``device``.
+
+    Example::
+
+        >>> default_max_elements(torch.device("cpu")), default_max_elements(torch.device("cuda")) == 1 << 24
+        (1048576, True)
+    """
+    return DEFAULT_MAX_ELEMENTS if device is None or device.type == "cpu" else DEFAULT_MAX_ELEMENTS_ACCELERATOR
+
 
 #: Upper bound on ``samples``: the MC estimate's error shrinks as ``1/sqrt(T)``, so 10,000 passes already give
 #: probabilities to about 0.005; a larger ``T`` (``10**9`` from a typo) only turns one call into hours of work.
@@ -60,14 +84,16 @@ def _check_kept_size(samples: int, images: int, classes: int, limit: int) -> Non
         )
 
 
-def _check_args(samples: int, seed: int | None, batch_size: int, max_elements: int, max_samples_bytes: int) -> None:
+def _check_args(
+    samples: int, seed: int | None, batch_size: int, max_elements: int | None, max_samples_bytes: int
+) -> None:
     check_int("samples", samples, minimum=1)
     if samples > MAX_SAMPLES:
         raise ValueError(f"samples: at most {MAX_SAMPLES} (MAX_SAMPLES), got {samples}")
     check_int("max_samples_bytes", max_samples_bytes, minimum=1)
     check_seed("seed", seed)
     check_int("batch_size", batch_size, minimum=1)
-    if max_elements != math.inf:  # inf: no memory bound (the chunking arithmetic takes it)
+    if max_elements is not None and max_elements != math.inf:  # inf: no bound (the chunking arithmetic takes it)
         check_int("max_elements", max_elements, minimum=1)
 
 
@@ -142,7 +168,7 @@ def mc_predict(
     enable_dropout: bool = False,
     return_samples: bool = False,
     indices: torch.Tensor | None = None,
-    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_elements: int | None = None,
     max_samples_bytes: int = DEFAULT_MAX_SAMPLES_BYTES,
     stochastic: Stochastic = "dropout",
 ) -> MCPrediction:
@@ -201,7 +227,8 @@ def mc_predict(
         return_samples: keep the per-sample probabilities ``[T, N, C]`` in ``samples``.
         indices: the dataset index of each input (int64 ``[N]``, default ``0..N-1``; DataLoader batches are
             numbered consecutively from 0).
-        max_elements: the memory bound described above.
+        max_elements: the memory bound described above; ``None``: :func:`default_max_elements` of the model's
+            device (2**20 on the CPU, 2**24 on accelerators).
         stochastic: ``"dropout"`` (default: dropout layers and calls, keyed masks) or ``"all"`` (every stochastic
             op, above).
         max_samples_bytes: with ``return_samples``, the most bytes the ``[T, N, C]`` float32 samples may take
@@ -232,6 +259,8 @@ def mc_predict(
         seed = int(torch.randint(0, 2**62, ()))
     if stochastic == "all":
         return _predict_every_op(model, inputs, samples, seed, batch_size, indices, return_samples, max_samples_bytes)
+    if max_elements is None:
+        max_elements = default_max_elements(model_device(model))
     layers = stochastic_layers(model, enable_dropout)
     sampler = MaskSampler(seed)
     batches: Iterable[Any]
