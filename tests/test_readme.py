@@ -38,6 +38,9 @@ def test_readme_python_block_runs(index: int, monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("HF_TOKEN", "hf_readme")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: an earlier offline block may have imported it
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     try:
         exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {"__name__": "__readme__"})
     finally:
