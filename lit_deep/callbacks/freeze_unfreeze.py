@@ -20,7 +20,7 @@ from lit_deep.callbacks._phases import Phase, improved
 from lit_deep.callbacks._phases import phases as phases_of
 from lit_deep.callbacks.contract import TrainableModule, root_module
 from lit_deep.callbacks.select import BATCH_NORMS, as_patterns, matches, select_parameters
-from lit_deep.schedules.groups import mixed_group, rescale_groups
+from lit_deep.schedules.groups import extend_scheduler, mixed_group, reference_group, rescale_groups
 
 __all__ = ["FreezeUnfreeze", "Phase"]
 
@@ -60,9 +60,12 @@ class FreezeUnfreeze(Callback):
     group scaled (:func:`lit_deep.schedules.rescale_groups`). This needs the unfrozen parameters in groups of their
     own: ``Classifier`` makes them (this callback fills its ``param_group_splits`` in ``setup``, so a milestone
     ``"backbone.3"`` becomes the groups ``backbone.3`` and ``backbone.3_no_decay``); for another LightningModule,
-    group them in ``configure_optimizers`` or use ``lr_factor=1.0``. The optimizer must hold the frozen parameters
-    too (build it over ``self.parameters()``, not only those that require gradients); an optimizer without them is
-    refused.
+    group them in ``configure_optimizers`` or use ``lr_factor=1.0``. An optimizer built over the trainable
+    parameters only (Lightning's documented ``filter(lambda p: p.requires_grad, self.parameters())``) works too:
+    at each milestone whose parameters no optimizer holds, they get a parameter group of their own, added to the
+    (single) optimizer with the hyper-parameters of the reference group and its rate times the milestone's factor
+    (as Lightning's ``BaseFinetuning.unfreeze_and_add_param_group`` does), and the schedulers' per-group rates are
+    extended to match; a resumed run rebuilds the added groups before the optimizer state is loaded.
 
     **Metric-driven phases.** Instead of epochs, ``phases`` (a list of :class:`Phase`, or of plain mappings of its
     fields, the YAML form) says when each unfreezing comes: phase ``i`` trains what is trainable, lasts at most
@@ -185,6 +188,7 @@ class FreezeUnfreeze(Callback):
         self._unfreezes: dict[int, dict[str, nn.Parameter]] = {}  # milestone epoch -> parameters it unfreezes
         self._bn_layers: dict[str, nn.Module] = {}  # BatchNorm layers inside `modules`
         self._done: set[int] = set()  # milestones applied
+        self._adds: set[int] = set()  # milestones whose parameters no optimizer holds: a group is added for them
         self._wrapped_with: frozenset[int] | None = None  # the milestones applied when the DDP wrapper was built
         self._frozen_now: list[nn.Parameter] = []
         self._frozen_bn_now: list[nn.Module] = []
@@ -247,6 +251,10 @@ class FreezeUnfreeze(Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._wrapped_with = frozenset(self._done)  # the strategy has built its wrapper by now
+        # A resumed run: the optimizers were just configured, their saved state is loaded after this hook. Groups
+        # added at milestones already passed are rebuilt (in the order they were added) so that the state fits.
+        for key in sorted(self._adds & self._done, key=lambda k: self._at.get(k, k)):
+            self._add_group(trainer, key, announce=False)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -318,7 +326,7 @@ class FreezeUnfreeze(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         if not self.phases:
-            return {"unfrozen_at": sorted(self._done)}
+            return {"unfrozen_at": sorted(self._done), "added_groups": sorted(self._adds)}
         # Plain data and tensors only: torch.load(weights_only=True) reads it.
         return {
             "unfrozen": sorted(self._done),
@@ -328,6 +336,7 @@ class FreezeUnfreeze(Callback):
             "bad": self._bad,
             "best_state": self._best_state,
             "restore": [[key, state] for key, state in sorted(self._restore.items())],
+            "added_groups": sorted(self._adds),
         }
 
     @override
@@ -342,6 +351,7 @@ class FreezeUnfreeze(Callback):
             self._restore = {int(key): state for key, state in state_dict.get("restore", [])}
         else:
             self._done = set(state_dict.get("unfrozen_at", []))
+        self._adds = {int(key) for key in state_dict.get("added_groups", [])}
         self._refresh()
 
     # ----------------------------------------------------------------- helpers
@@ -411,12 +421,20 @@ class FreezeUnfreeze(Callback):
         ours = {id(p) for p in self._frozen.values()}
         for epoch, params in self._unfreezes.items():
             missing = [name for name, p in params.items() if id(p) not in held]
-            if missing:
+            if missing and epoch not in self._done and len(missing) == len(params) and len(optimizers) == 1:
+                self._adds.add(epoch)  # an optimizer over the trainable parameters: a group is added at the milestone
+                continue
+            if missing and epoch not in self._adds:
+                why = (
+                    f"{len(optimizers)} optimizers: say which one holds them"
+                    if len(optimizers) != 1
+                    else "some of them are, the others not"
+                )
                 raise ValueError(
                     f"{self._argument(epoch)}: the parameters unfrozen {self._at_what(epoch)} "
-                    f"({list(self.milestones[epoch])}) are in no optimizer (e.g. {missing[0]!r}); build the optimizer "
-                    "over every parameter, frozen ones included (they get no gradient while frozen), not only those "
-                    "that require gradients"
+                    f"({list(self.milestones[epoch])}) are in no optimizer (e.g. {missing[0]!r}) and cannot be added "
+                    f"as a group at the milestone ({why}); build the optimizer over every parameter, frozen ones "
+                    "included (they get no gradient while frozen)"
                 )
             if self.lr_factors[epoch] == 1.0 or epoch in self._done:
                 continue
@@ -436,10 +454,40 @@ class FreezeUnfreeze(Callback):
                         "configure_optimizers, or set lr_factor=1.0"
                     )
 
+    def _add_group(self, trainer: pl.Trainer, key: int, announce: bool = True) -> str:
+        """Give milestone ``key``'s parameters a group of their own in the (single) optimizer.
+
+        The group copies the reference group's hyper-parameters (the head's, else the first never-frozen group's;
+        rescaled by :func:`rescale_groups` afterwards) and every scheduler of that optimizer gets the reference
+        group's entry in its per-group lists (``base_lrs``, ``max_lrs``, ``min_lrs``, ``lr_lambdas``). Parameters
+        a resumed run's optimizer already holds (they require gradients again) move out of their group first.
+        """
+        (optimizer,) = trainer.optimizers
+        params = list(self._unfreezes[key].values())
+        ids = {id(p) for p in params}
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+        ever_frozen = {id(p) for p in self._frozen.values()}
+        groups = optimizer.param_groups
+        ref = reference_group(groups, ever_frozen)
+        reference = groups[0 if ref is None else ref]
+        name = ",".join(self.milestones[key])
+        optimizer.add_param_group(
+            {**{k: v for k, v in reference.items() if k not in ("params", "name")}, "params": params, "name": name}
+        )
+        for config in trainer.lr_scheduler_configs:
+            if config.scheduler.optimizer is optimizer:
+                extend_scheduler(config.scheduler, 0 if ref is None else ref)
+        if announce:
+            rank_zero_info(f"FreezeUnfreeze: added the parameter group {name!r} to the optimizer")
+        return name
+
     def _unfreeze(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         ids = {id(p) for p in self._unfreezes[epoch].values()}
         ever_frozen = {id(p) for p in self._frozen.values()}
         factor = self.lr_factors[epoch]
+        if epoch in self._adds:
+            self._add_group(trainer, epoch)
         changed = rescale_groups(trainer, ids, ever_frozen, factor) if factor != 1.0 else []
         self._done.add(epoch)
         was_frozen = self._frozen_bn_now

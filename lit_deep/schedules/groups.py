@@ -19,7 +19,7 @@ from lit_deep.schedules.base import ClosedFormLR
 if TYPE_CHECKING:
     import lightning.pytorch as pl
 
-__all__ = ["mixed_group", "reference_group", "rescale_groups", "scale_scheduler"]
+__all__ = ["extend_scheduler", "mixed_group", "reference_group", "rescale_groups", "scale_scheduler"]
 
 
 def reference_group(groups: Sequence[dict[str, Any]], frozen: set[int]) -> int | None:
@@ -116,3 +116,31 @@ def rescale_groups(trainer: pl.Trainer, params: set[int], ever_frozen: set[int],
                 scale_scheduler(scheduler, index, index if ref is None else ref, factor)
             changed.append(str(group.get("name", index)))
     return changed
+
+
+#: The per-group lists a PyTorch scheduler may keep (its public attributes): base rates (every ``LRScheduler``),
+#: ``CyclicLR``'s peaks, ``ReduceLROnPlateau``'s floors, ``LambdaLR``/``MultiplicativeLR``'s functions.
+_PER_GROUP_LISTS = ("base_lrs", "max_lrs", "min_lrs", "lr_lambdas")
+
+
+def extend_scheduler(scheduler: Any, reference: int) -> None:
+    """Give a scheduler an entry for a parameter group just appended to its optimizer: group ``reference``'s.
+
+    Each per-group list the scheduler keeps (``base_lrs``, ``max_lrs``, ``min_lrs``, ``lr_lambdas``) that is one
+    entry short gets a copy of entry ``reference``; the new group's own keys (``initial_lr``, ``max_lr``,
+    ``min_lr`` for ``OneCycleLR``) were copied with the group. :func:`scale_scheduler` can then rescale it.
+
+    Example::
+
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+        >>> opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1.0})
+        >>> extend_scheduler(sched, 0)
+        >>> sched.base_lrs, len(sched.lr_lambdas)
+        ([1.0, 1.0], 2)
+    """
+    groups = len(scheduler.optimizer.param_groups)
+    for attribute in _PER_GROUP_LISTS:
+        values = getattr(scheduler, attribute, None)
+        if isinstance(values, list) and len(values) == groups - 1:
+            values.append(values[reference])

@@ -205,7 +205,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, uninterrupted, resume_epo
     path = root / "ckpt" / f"epoch={resume_epoch}.ckpt"
     state = torch.load(path, weights_only=False)["callbacks"]
     assert [v for k, v in state.items() if k.startswith("FreezeUnfreeze")] == [
-        {"unfrozen_at": [1] if resume_epoch >= 1 else []}
+        {"unfrozen_at": [1] if resume_epoch >= 1 else [], "added_groups": []}
     ]
     resumed, resumed_cb, resumed_trainer = _fit_with_checkpoints(tmp_path, 3, path, _lambda_schedule)
     assert resumed_cb.unfrozen_epochs == full_cb.unfrozen_epochs == [1]
@@ -435,17 +435,77 @@ def test_parameters_frozen_by_the_user_stay_frozen(tmp_path):
 
 
 class TrainableOnly(Plain):
-    """Lightning's ``BackboneFinetuning`` recipe: an optimizer over the parameters that require gradients."""
+    """Lightning's documented idiom: an optimizer over the parameters that require gradients (no frozen ones)."""
+
+    def __init__(self, schedule=False):
+        super().__init__(grouped=False)
+        self.schedule = schedule
 
     def configure_optimizers(self):
-        return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1)
+        optimizer = torch.optim.SGD(filter(lambda p: p.requires_grad, self.parameters()), lr=0.1, momentum=0.9)
+        if not self.schedule:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 0.8**t)}
 
 
-def test_an_optimizer_without_the_frozen_parameters_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"unfreeze_at_epoch: the parameters unfrozen at epoch 1 \(\['backbone'\]\) "):
-        make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=1, lr_factor=1.0)]).fit(TrainableOnly(False), loader())
+def test_an_optimizer_over_the_trainable_parameters_gets_a_group_at_the_milestone(tmp_path):
+    torch.manual_seed(0)
+    ours = TrainableOnly()
+    torch.manual_seed(0)
+    grouped = Plain(grouped=True)  # the same model, its optimizer built over every parameter in two groups
+    runs = []
+    for module in (ours, grouped):
+        trainer = make_trainer(tmp_path, [FreezeUnfreeze("backbone", unfreeze_at_epoch=1, lr_factor=0.5)])
+        trainer.fit(module, loader())
+        runs.append(trainer)
+    groups = runs[0].optimizers[0].param_groups
+    assert [(g.get("name"), g["lr"], g["momentum"]) for g in groups] == [(None, 0.1, 0.9), ("backbone", 0.05, 0.9)]
+    assert _equal(snapshot(ours), snapshot(grouped))  # bitwise what a group made up front gives
     # Freezing for good needs no optimizer entry.
-    make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=None)], max_epochs=1).fit(TrainableOnly(False), loader())
+    make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=None)], max_epochs=1).fit(TrainableOnly(), loader())
+
+
+def _fit_trainable_only(root, max_epochs, ckpt_path=None):
+    torch.manual_seed(0)
+    module = TrainableOnly(schedule=True)
+    ckpt = ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1, filename="{epoch}", save_on_train_epoch_end=True)
+    callback = FreezeUnfreeze("backbone", unfreeze_at_epoch=1, lr_factor=0.5)
+    trainer = make_trainer(root, [callback, ckpt], max_epochs=max_epochs, enable_checkpointing=True)
+    trainer.fit(module, loader(), ckpt_path=ckpt_path)
+    return module, trainer
+
+
+@pytest.mark.parametrize("resume_epoch", [0, 1], ids=["before-the-group", "after-the-group"])
+def test_an_added_group_resumes_exactly_with_its_schedule(tmp_path, resume_epoch):
+    full, full_trainer = _fit_trainable_only(tmp_path / "full", 3)
+    scheduler = full_trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.base_lrs == [0.1, 0.05]  # the schedule got an entry for the added group, then its factor
+    assert [g["lr"] for g in full_trainer.optimizers[0].param_groups] == pytest.approx(
+        [0.1 * 0.8**3, 0.05 * 0.8**3]
+    )  # stepped per epoch
+    path = tmp_path / "full" / "ckpt" / f"epoch={resume_epoch}.ckpt"
+    resumed, trainer = _fit_trainable_only(tmp_path / "resumed", 3, path)
+    assert [g["lr"] for g in trainer.optimizers[0].param_groups] == [
+        g["lr"] for g in full_trainer.optimizers[0].param_groups
+    ]
+    assert _equal(snapshot(resumed), snapshot(full))
+
+
+class PartlyHeld(Plain):
+    """An optimizer holding the head and one of the two frozen tensors: no group can be made for the milestone."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([*self.head.parameters(), self.backbone[1].weight], lr=0.1)
+
+
+def test_an_optimizer_holding_part_of_a_milestone_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"unfreeze_at_epoch: the parameters unfrozen at epoch 1 \(\['backbone'\]\) "
+        r"are in no optimizer \(e.g. 'backbone.1.bias'\) and cannot be added as a group at the "
+        r"milestone \(some of them are, the others not\)",
+    ):
+        make_trainer(tmp_path, [FreezeUnfreeze(unfreeze_at_epoch=1, lr_factor=1.0)]).fit(PartlyHeld(False), loader())
 
 
 def test_parallel_strategies_other_than_ddp_are_refused_when_unfreezing():
@@ -554,8 +614,8 @@ def test_two_instances_keep_their_own_state_in_checkpoints(tmp_path):
 
     fit(2)
     states = torch.load(tmp_path / "ckpt" / "epoch=1.ckpt", weights_only=False)["callbacks"]
-    assert states[FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1).state_key] == {"unfrozen_at": [1]}
-    assert states[FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3).state_key] == {"unfrozen_at": []}
+    assert states[FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1).state_key] == {"unfrozen_at": [1], "added_groups": []}
+    assert states[FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3).state_key] == {"unfrozen_at": [], "added_groups": []}
     bottom, top = fit(3, tmp_path / "ckpt" / "epoch=1.ckpt")
     assert bottom.unfrozen_epochs == [1]
     assert top.unfrozen_epochs == []
