@@ -74,6 +74,8 @@ DDP_SCRIPT = textwrap.dedent(
     ours = Classifier(model(), optimizer="adamw", lr=0.01, weight_decay=0.01)
     fit("ours", ours, [FreezeUnfreeze("backbone", UNFREEZE, lr_factor=0.1), MaxNorm(1.0, modules="backbone")])
     fit("lightning", LitBackbone(model(), lr=0.01), [BackboneFinetuning(unfreeze_backbone_at_epoch=UNFREEZE)])
+    # The same optimizer over the trainable parameters only: FreezeUnfreeze adds the backbone's group at the milestone.
+    fit("added", LitBackbone(model(), lr=0.01), [FreezeUnfreeze("backbone", UNFREEZE, lr_factor=0.1)])
     release_process_group()
     """
 )

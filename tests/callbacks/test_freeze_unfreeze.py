@@ -339,6 +339,10 @@ def test_ddp_replicas_stay_bitwise_identical_unlike_backbone_finetuning(ddp_run)
     ours = ddp_run["ours_final_rank0"], ddp_run["ours_final_rank1"]
     assert _equal(*ours), "the replicas diverged"
     assert max_abs_diff(ours[0], initial, "backbone.") > 0  # the backbone did train after unfreezing
+    added = ddp_run["added_final_rank0"], ddp_run["added_final_rank1"]  # a group added at the milestone under DDP
+    assert _equal(*added), "the replicas diverged after the added group"
+    assert _equal(_prefixed(ddp_run["added_frozen_rank0"], "backbone."), _prefixed(initial, "backbone."))
+    assert max_abs_diff(added[0], initial, "backbone.") > 0
     theirs = max_abs_diff(ddp_run["lightning_final_rank0"], ddp_run["lightning_final_rank1"])
     # Lightning's BackboneFinetuning flips requires_grad after DDP wrapped the model (#20340): reported, not asserted.
     print(f"\nmax |rank 0 - rank 1| after training: FreezeUnfreeze {max_abs_diff(*ours)}, BackboneFinetuning {theirs}")
@@ -614,8 +618,10 @@ def test_two_instances_keep_their_own_state_in_checkpoints(tmp_path):
 
     fit(2)
     states = torch.load(tmp_path / "ckpt" / "epoch=1.ckpt", weights_only=False)["callbacks"]
-    assert states[FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1).state_key] == {"unfrozen_at": [1], "added_groups": []}
-    assert states[FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3).state_key] == {"unfrozen_at": [], "added_groups": []}
+    bottom_key = FreezeUnfreeze("backbone.1", unfreeze_at_epoch=1).state_key
+    top_key = FreezeUnfreeze("backbone.3", unfreeze_at_epoch=3).state_key
+    assert states[bottom_key] == {"unfrozen_at": [1], "added_groups": []}
+    assert states[top_key] == {"unfrozen_at": [], "added_groups": []}
     bottom, top = fit(3, tmp_path / "ckpt" / "epoch=1.ckpt")
     assert bottom.unfrozen_epochs == [1]
     assert top.unfrozen_epochs == []
