@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import check_bool, check_choice, check_positive
+from lit_deep.callbacks._feature_cache import FeatureCache
 from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
 from lit_deep.callbacks._phases import Phase, improved
 from lit_deep.callbacks._phases import phases as phases_of
@@ -143,6 +144,8 @@ class FreezeUnfreeze(Callback):
         lr_factor: float | Mapping[int, float] = 0.1,
         bn: BatchNormMode = "eval",
         phases: Sequence[Phase | Mapping[str, Any]] | None = None,
+        cache_features: bool = False,
+        cache_gib: float = 2.0,
     ) -> None:
         super().__init__()
         self.modules = as_patterns(modules, "modules")
@@ -172,6 +175,9 @@ class FreezeUnfreeze(Callback):
                 self.lr_factors[i] = phase.lr_factor
         check_choice("bn", bn, _BN_MODES)
         self.bn = bn
+        self.cache_features = check_bool("cache_features", cache_features)
+        self.cache_gib = check_positive("cache_gib", cache_gib)
+        self._cache: FeatureCache | None = None  # while something is frozen (cache_features)
         # milestone key -> the epoch at whose start it unfreezes: fixed for epochs, decided as each phase ends.
         self._at: dict[int, int] = {} if self.phases else {epoch: epoch for epoch in self.milestones}
         self._best: float | None = None  # the running phase: its best monitored value, at which epoch,
@@ -258,6 +264,9 @@ class FreezeUnfreeze(Callback):
         self._refresh()
         self._sync_wrapper(trainer)
         self._check_optimizers(trainer.optimizers)
+        if self.cache_features and self._frozen_now:
+            self._cache = FeatureCache(int(self.cache_gib * 2**30))
+            self._cache.install(root)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -308,10 +317,48 @@ class FreezeUnfreeze(Callback):
         if self.bn == "eval":
             for layer in self._frozen_bn_now:
                 layer.train(False)
+        if self._cache is not None:
+            self._cache.begin("train", batch_idx, trainer.train_dataloader)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._cache is not None:
+            self._cache.end()
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._cache is not None and not trainer.sanity_checking and dataloader_idx == 0:
+            self._cache.begin("val", batch_idx, trainer.val_dataloaders)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._cache is not None:
+            self._cache.end()
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._drop_cache()
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._drop_cache()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # leave the model as fit found it
+            self._drop_cache()
             for param in self._frozen.values():
                 param.requires_grad_(True)
 
@@ -436,6 +483,11 @@ class FreezeUnfreeze(Callback):
                         "configure_optimizers, or set lr_factor=1.0"
                     )
 
+    def _drop_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.uninstall()
+            self._cache = None
+
     def _unfreeze(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         ids = {id(p) for p in self._unfreezes[epoch].values()}
         ever_frozen = {id(p) for p in self._frozen.values()}
@@ -447,6 +499,11 @@ class FreezeUnfreeze(Callback):
         for layer in was_frozen:  # Lightning restores each submodule's own mode after validation: reset it here
             if layer not in self._frozen_bn_now:
                 layer.train(pl_module.training)
+        if self._cache is not None and self._frozen_now:
+            self._cache.reset()  # cut again at the next batch, where the frozen part now ends
+        elif self._cache is not None:
+            self._drop_cache()
+            rank_zero_info("FreezeUnfreeze: cache_features: nothing is frozen any more: full forward passes")
         rates = f"; groups {changed} at the head's rate x {factor}" if changed else ""
         rank_zero_info(
             f"FreezeUnfreeze: epoch {trainer.current_epoch}: unfroze {list(self.milestones[epoch])} "
