@@ -133,7 +133,7 @@ def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
         ("dropout-first", "train runs without the cache: no frozen layer comes before the first trainable or random"),
         (
             "memory",
-            "train runs without the cache: it would take 0.3 MiB (200 examples x 1576 bytes), over the limit of",
+            "train runs without the cache: it would take 0.3 MiB (200 examples x 1572 bytes), over the limit of",
         ),
         ("plain-loader", "train runs without the cache: its batches are not lit_deep's fixed in-memory ones"),
     ],
