@@ -257,25 +257,35 @@ class FeatureCache:
         return split.cut.suffix(*features)
 
     def _lookup(self, name: str, split: _Split, x: Tensor, rows: Tensor) -> list[Tensor] | None:
+        """The frontier values of batch ``x`` (the examples ``rows``): stored, or computed for the missing examples.
+
+        A batch none of whose examples is stored runs the prefix on the whole batch, exactly as without the cache.
+        A batch with some (a DDP rank meets other examples each epoch: its shard is drawn anew) runs it on those.
+        """
         assert split.cut is not None
-        if split.filled is not None and bool(split.filled[rows].all()):
-            assert split.prints is not None
-            assert split.weights is not None
-            at = rows.to(split.prints.device)
-            # A tolerance: the sum's rounding may depend on the batch; another example's input is far off.
-            if not torch.allclose(
-                _fingerprint(x, split.weights), split.prints.index_select(0, at), rtol=1e-4, atol=1e-3
-            ):
-                self.info(f"a {name} batch does not hold the examples its indices name: computed in full")
+        filled = split.filled[rows] if split.filled is not None else torch.zeros(len(rows), dtype=torch.bool)
+        if not bool(filled.all()):
+            some = bool(filled.any())
+            missing = rows[~filled] if some else rows
+            inputs = x[(~filled).to(x.device)] if some else x
+            if not torch.equal(inputs, split.data.inputs[missing].to(device=x.device, dtype=x.dtype)):
+                split.declined = (
+                    "a batch's inputs differ from the dataset's examples at its indices (changed after load?)"
+                )
+                split.stores = []
+                self.info(f"{name} runs without the cache: {split.declined}")
                 return None
-            return [store.index_select(0, at) for store in split.stores]
-        expected = split.data.inputs[rows].to(device=x.device, dtype=x.dtype)
-        if not torch.equal(x, expected):
-            split.declined = "a batch's inputs differ from the dataset's examples at its indices (changed after load?)"
-            split.stores = []
-            self.info(f"{name} runs without the cache: {split.declined}")
+            features = self._store(split, split.cut, inputs, missing)
+            if not some:
+                return features
+        assert split.prints is not None
+        assert split.weights is not None
+        at = rows.to(split.prints.device)
+        # A tolerance: the sum's rounding may depend on the batch; another example's input is far off.
+        if not torch.allclose(_fingerprint(x, split.weights), split.prints.index_select(0, at), rtol=1e-4, atol=1e-3):
+            self.info(f"a {name} batch does not hold the examples its indices name: computed in full")
             return None
-        return self._store(split, split.cut, x, rows)
+        return [store.index_select(0, at) for store in split.stores]
 
     @staticmethod
     def _store(split: _Split, cut: GraphSplit, x: Tensor, rows: Tensor) -> list[Tensor]:

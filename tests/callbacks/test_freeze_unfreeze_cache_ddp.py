@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lit_deep.data._batches import DistributedBatchSampler
 from tests.callbacks.helpers import max_abs_diff
 from tests.conftest import write_fake_fmnist
 
@@ -34,14 +35,14 @@ SCRIPT = textwrap.dedent(
 
 
     class Record(Callback):
-        # Per rank: the first conv's calls per (stage, epoch), and the parameters at the end of each epoch.
+        # Per rank: the images through the first conv per (stage, epoch), and the parameters at each epoch's end.
         def __init__(self, tag):
-            self.tag, self.calls, self.params = tag, {}, {}
+            self.tag, self.images, self.params = tag, {}, {}
 
         def on_fit_start(self, trainer, pl_module):
-            def hook(*_):
+            def hook(module, args, output):
                 key = f"{'val' if trainer.validating else 'train'}{trainer.current_epoch}"
-                self.calls[key] = self.calls.get(key, 0) + 1
+                self.images[key] = self.images.get(key, 0) + args[0].shape[0]
 
             pl_module.model.backbone[0].register_forward_hook(hook)
 
@@ -49,7 +50,7 @@ SCRIPT = textwrap.dedent(
             self.params[trainer.current_epoch] = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
         def on_train_end(self, trainer, pl_module):
-            torch.save({"calls": self.calls, "params": self.params}, OUT / f"{self.tag}_rank{trainer.global_rank}.pt")
+            torch.save({"images": self.images, "params": self.params}, OUT / f"{self.tag}_rank{trainer.global_rank}.pt")
 
 
     for cache in (False, True):
@@ -82,12 +83,23 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     return {path.stem: torch.load(path) for path in Path(root).glob("cache*_rank*.pt")}
 
 
-def test_each_rank_reads_its_cache_after_the_first_epoch(runs: dict[str, dict]) -> None:
+def _shard(rank: int, epoch: int) -> set[int]:
+    """The training images of ``rank`` in ``epoch`` (the DataModule's sampler: 160 images, seed 42)."""
+    sampler = DistributedBatchSampler(160, 16, shuffle=True, seed=42, num_replicas=2, rank=rank)
+    sampler.set_epoch(epoch)
+    return {int(i) for batch in sampler for i in batch}
+
+
+def test_each_rank_computes_each_of_its_examples_once(runs: dict[str, dict]) -> None:
+    probes = 2 + 1 + 2  # the cut's probe runs (two examples, one and two) when each split is cut
     for rank in (0, 1):
-        calls = runs[f"cache1_rank{rank}"]["calls"]
-        # 80 images per rank in batches of 16 (5) and 20 validation images in batches of 10 (2), +3 probe calls each
-        assert calls == {"train0": 5 + 3, "val0": 2 + 3, "train2": 5, "val2": 2}
-        assert runs[f"cache0_rank{rank}"]["calls"]["train1"] == 5
+        images = runs[f"cache1_rank{rank}"]["images"]
+        new_in_epoch_1 = len(_shard(rank, 1) - _shard(rank, 0))  # a rank's shard is drawn anew every epoch
+        assert 0 < new_in_epoch_1 < 80
+        # 80 training and 20 validation images per rank; epoch 1 computes only the training images new to the rank
+        assert images == {"train0": 80 + probes, "val0": 20 + probes, "train1": new_in_epoch_1, "train2": 80, **{
+            "val2": 20}}  # fmt: skip
+        assert runs[f"cache0_rank{rank}"]["images"]["train1"] == 80
 
 
 @pytest.mark.parametrize("epoch", [1, 2], ids=["frozen-phase-end", "after-unfreezing"])
