@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, fx, nn
 
+from lit_deep.models import Preprocess
 from lit_deep.nn import MCAlphaDropout, MCDropout
 from lit_deep.nn.graph import GraphSplit, Untraceable, split_graph, trace
 
@@ -46,6 +47,7 @@ RANDOM_LAYERS: tuple[type[nn.Module], ...] = (
     MCAlphaDropout,
 )
 _BATCH_STATS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+_READ_ONLY_BUFFERS: tuple[type[nn.Module], ...] = (Preprocess,)
 #: Functions and tensor methods that draw random numbers (or may, e.g. dropout with training=self.training).
 _RANDOM_FUNCTIONS = {
     F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, F.rrelu,
@@ -62,11 +64,20 @@ _SPLITS = ("train", "val")
 
 
 def _random_module(module: nn.Module) -> bool:
-    """A random layer (rate > 0), or a layer in training mode that normalises with the batch's statistics."""
+    """A random layer (rate > 0), or a layer in training mode that normalises with the batch's statistics.
+
+    A module the tracer kept whole is code it did not see: one with buffers of its own, in training mode, may update
+    them (as BatchNorm does) and counts as random, unless it is PyTorch's (the norms are checked by type) or a
+    lit_deep layer known to only read them (``Preprocess``).
+    """
     for m in module.modules():
         if isinstance(m, RANDOM_LAYERS) and (isinstance(m, nn.RReLU) or float(getattr(m, "p", 0.0)) > 0):
             return True
-        if m.training and (isinstance(m, _BATCH_STATS) or any(True for _ in m.buffers(recurse=False))):
+        if not m.training or isinstance(m, _READ_ONLY_BUFFERS):
+            continue
+        if isinstance(m, _BATCH_STATS):
+            return True
+        if not type(m).__module__.startswith("torch.") and any(True for _ in m.buffers(recurse=False)):
             return True
     return False
 

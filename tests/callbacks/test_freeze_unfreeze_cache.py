@@ -20,7 +20,7 @@ from torch import nn
 from lit_deep import Classifier
 from lit_deep.callbacks import FreezeUnfreeze, MaxNorm
 from lit_deep.data import FashionMNISTDataModule
-from lit_deep.models import CNN, MLP
+from lit_deep.models import CNN, MLP, Preprocess
 from lit_deep.schedules import OneCycle
 from tests.callbacks.helpers import loader, make_trainer, max_abs_diff, snapshot
 from tests.conftest import write_fake_fmnist
@@ -201,3 +201,23 @@ def test_bad_arguments_name_themselves(kwargs: dict[str, Any], message: str) -> 
     with pytest.raises((ValueError, TypeError), match=message.replace("(", r"\(").replace(")", r"\)")) as err:
         FreezeUnfreeze("backbone", **kwargs)
     assert str(err.value) == message
+
+
+def test_a_preprocessing_layer_with_buffers_is_cached_an_unknown_one_is_not(tmp_path: Path, data_dir: Path) -> None:
+    class Scale(nn.Module):  # kept whole by the tracer (data-dependent control flow), buffers, training mode
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("factor", torch.ones(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.factor if x.sum() > -1e9 else x
+
+    def model(first: nn.Module) -> MLP:
+        net = MLP(input_shape=(1, 28, 28), hidden=(8,), num_classes=10, seed=0)
+        net.backbone.insert(0, first)
+        return net
+
+    _, known, _ = _fit(tmp_path / "a", _data(data_dir), True, model=model(Preprocess((1, 28, 28), per_pixel=True)))
+    _, unknown, _ = _fit(tmp_path / "b", _data(data_dir), True, model=model(Scale()))
+    assert known.calls.get(("train", 1), 0) == 0
+    assert unknown.calls[("train", 1)] == 7
