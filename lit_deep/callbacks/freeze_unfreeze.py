@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from lit_deep._validate import check_choice
+from lit_deep._validate import check_bool, check_choice, check_positive
+from lit_deep.callbacks._feature_cache import FeatureCache
 from lit_deep.callbacks._freezing import Milestones, check_strategy, lr_factors, milestones, rewrap_ddp
 from lit_deep.callbacks._phases import Phase, improved
 from lit_deep.callbacks._phases import phases as phases_of
@@ -82,6 +83,19 @@ class FreezeUnfreeze(Callback):
     counter, best weights and a pending restore are saved in checkpoints (as tensors: ``weights_only`` loading
     works), so a run resumed mid-phase continues that phase.
 
+    **Frozen-feature cache.** With ``cache_features=True``, while parameters are frozen, the part of the model that
+    is frozen and deterministic (traced with ``torch.fx``: everything before the first node that holds a trainable
+    parameter, is random (dropout in either mode, ``RReLU``, ``torch.rand*``) or normalises with batch statistics;
+    the frozen layers need not be a prefix) runs once per training and validation example; later epochs train the
+    rest on its stored output. The batches, their order and their shards (DDP) are those of a run without the cache,
+    so training is the same up to rounding (bitwise on CPU in the tests; a frozen step after the first epoch costs
+    9x less CPU time on cnn.fmnist, 18x less on a 20-layer MLP: see the performance page). Each unfreezing cuts the
+    graph again where the frozen part now ends; once nothing is frozen, full forward passes resume. It needs
+    lit_deep's fixed in-memory batches (``FashionMNISTDataModule``'s, indexed by its sampler) without augmentation,
+    and the stored values within ``cache_gib`` per process; otherwise, and when a batch does not hold the dataset's
+    examples, it declines with one info line and trains as usual. The cache is not saved in checkpoints: a resumed
+    run builds it again.
+
     Names are relative to ``pl_module.model`` when the LightningModule has such a module (``Classifier``,
     Lightning's demo ``LightningTransformer``), else to the LightningModule, and must exist by ``setup`` (not
     only after ``configure_model``); a name selects a module with its descendants; glob patterns (``fnmatch``)
@@ -101,6 +115,8 @@ class FreezeUnfreeze(Callback):
         phases: metric-driven phases instead of epoch milestones (``unfreeze_at_epoch`` then left at its default
             or ``None``, ``lr_factor`` a number), e.g. ``[{"unfreeze": "backbone.3", "max_epochs": 5, "monitor":
             "val_loss", "patience": 2, "restore_best": True}, {"unfreeze": "backbone", "max_epochs": 5}]``.
+        cache_features: compute the frozen, deterministic part once per example while it is frozen (see above).
+        cache_gib: the most memory the cache may take, in GiB per process (training and validation together), > 0.
 
     Raises:
         ValueError: for a bad argument; at fit start for a name or pattern matching nothing, freezing every
@@ -137,6 +153,15 @@ class FreezeUnfreeze(Callback):
         >>> trainer.fit(Classifier(MLP(input_shape=(4,), hidden=(8,), num_classes=2, seed=0)), loader, loader)
         >>> callback.unfrozen_epochs, callback.phase  # val_loss never improves by 9 after epoch 0: ends after 1
         ([2], 1)
+
+    The cache needs lit_deep's in-memory batches; with others it says so and trains as usual::
+
+        >>> cached = FreezeUnfreeze("backbone", unfreeze_at_epoch=1, cache_features=True, cache_gib=0.5)
+        >>> trainer = Trainer(max_epochs=2, callbacks=[cached], logger=False, enable_checkpointing=False,
+        ...                   enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+        >>> trainer.fit(Classifier(MLP(input_shape=(4,), hidden=(8,), num_classes=2, seed=0)), loader)
+        >>> cached.cache_gib, cached.unfrozen_epochs
+        (0.5, [1])
     """
 
     def __init__(
@@ -146,6 +171,8 @@ class FreezeUnfreeze(Callback):
         lr_factor: float | Mapping[int, float] = 0.1,
         bn: BatchNormMode = "eval",
         phases: Sequence[Phase | Mapping[str, Any]] | None = None,
+        cache_features: bool = False,
+        cache_gib: float = 2.0,
     ) -> None:
         super().__init__()
         self.modules = as_patterns(modules, "modules")
@@ -175,6 +202,9 @@ class FreezeUnfreeze(Callback):
                 self.lr_factors[i] = phase.lr_factor
         check_choice("bn", bn, _BN_MODES)
         self.bn = bn
+        self.cache_features = check_bool("cache_features", cache_features)
+        self.cache_gib = check_positive("cache_gib", cache_gib)
+        self._cache: FeatureCache | None = None  # while something is frozen (cache_features)
         # milestone key -> the epoch at whose start it unfreezes: fixed for epochs, decided as each phase ends.
         self._at: dict[int, int] = {} if self.phases else {epoch: epoch for epoch in self.milestones}
         self._best: float | None = None  # the running phase: its best monitored value, at which epoch,
@@ -266,6 +296,9 @@ class FreezeUnfreeze(Callback):
         self._refresh()
         self._sync_wrapper(trainer)
         self._check_optimizers(trainer.optimizers)
+        if self.cache_features and self._frozen_now:
+            self._cache = FeatureCache(int(self.cache_gib * 2**30))
+            self._cache.install(root)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -316,10 +349,48 @@ class FreezeUnfreeze(Callback):
         if self.bn == "eval":
             for layer in self._frozen_bn_now:
                 layer.train(False)
+        if self._cache is not None:
+            self._cache.begin("train", batch_idx, trainer.train_dataloader)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._cache is not None:
+            self._cache.end()
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._cache is not None and not trainer.sanity_checking and dataloader_idx == 0:
+            self._cache.begin("val", batch_idx, trainer.val_dataloaders)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._cache is not None:
+            self._cache.end()
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._drop_cache()
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._drop_cache()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":  # leave the model as fit found it
+            self._drop_cache()
             for param in self._frozen.values():
                 param.requires_grad_(True)
 
@@ -482,6 +553,11 @@ class FreezeUnfreeze(Callback):
             rank_zero_info(f"FreezeUnfreeze: added the parameter group {name!r} to the optimizer")
         return name
 
+    def _drop_cache(self) -> None:
+        if self._cache is not None:
+            self._cache.uninstall()
+            self._cache = None
+
     def _unfreeze(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         ids = {id(p) for p in self._unfreezes[epoch].values()}
         ever_frozen = {id(p) for p in self._frozen.values()}
@@ -495,6 +571,11 @@ class FreezeUnfreeze(Callback):
         for layer in was_frozen:  # Lightning restores each submodule's own mode after validation: reset it here
             if layer not in self._frozen_bn_now:
                 layer.train(pl_module.training)
+        if self._cache is not None and self._frozen_now:
+            self._cache.reset()  # cut again at the next batch, where the frozen part now ends
+        elif self._cache is not None:
+            self._drop_cache()
+            rank_zero_info("FreezeUnfreeze: cache_features: nothing is frozen any more: full forward passes")
         rates = f"; groups {changed} at the head's rate x {factor}" if changed else ""
         rank_zero_info(
             f"FreezeUnfreeze: epoch {trainer.current_epoch}: unfroze {list(self.milestones[epoch])} "

@@ -129,6 +129,7 @@ class DistributedBatchSampler(DistributedSampler):
         self._iter_epoch = 0  # the epoch of the current (or last) iteration
         self._yielded = 0  # batches of that iteration handed out so far
         self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip at the next iteration
+        self._order: torch.Tensor | None = None  # this rank's shuffled indices of that iteration
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that seeds the next shuffle (Lightning calls this every epoch)."""
@@ -156,17 +157,41 @@ class DistributedBatchSampler(DistributedSampler):
             self._resume = None
             skip = batches if epoch == self.epoch and batches < n_batches else 0
         self._iter_epoch, self._yielded = self.epoch, skip
-        if self.shuffle:
+        self._order = (
+            torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))[start:stop]
+            if self.shuffle
+            else None
+        )
+        for b in range(skip, n_batches):
+            self._yielded = b + 1
+            yield self.batch_indices(b)
+
+    def batch_indices(self, batch: int) -> torch.Tensor | slice:
+        """The dataset indices of batch ``batch`` of the iteration under way (or the last one): what it yields.
+
+        Lets a consumer that sees only the batch (a callback) say which examples it holds, e.g. to cache per
+        example: the ``batch_idx`` Lightning passes to the batch hooks counts batches of the epoch as this does.
+
+        Example::
+
+            >>> sampler = DistributedBatchSampler(10, batch_size=4, shuffle=True, seed=1)
+            >>> batches = list(sampler)
+            >>> all(torch.equal(sampler.batch_indices(b), batches[b]) for b in range(3))
+            True
+            >>> DistributedBatchSampler(10, batch_size=4, num_replicas=2, rank=1).batch_indices(1)
+            slice(9, 10, None)
+        """
+        check_int("batch", batch, minimum=0)
+        start, stop = self._shard_bounds()
+        if self._order is not None:
+            return self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        if self.shuffle:  # before the first iteration: the order of the epoch set now
             generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.size, generator=generator)[start:stop]
-            for b in range(skip, n_batches):
-                self._yielded = b + 1
-                yield order[b * self.batch_size : (b + 1) * self.batch_size]
-        else:
-            for b in range(skip, n_batches):
-                self._yielded = b + 1
-                lo = start + b * self.batch_size
-                yield slice(lo, min(lo + self.batch_size, stop))
+            return torch.randperm(self.size, generator=generator)[start:stop][
+                batch * self.batch_size : (batch + 1) * self.batch_size
+            ]
+        lo = min(start + batch * self.batch_size, stop)
+        return slice(lo, min(lo + self.batch_size, stop))
 
     def state_dict(self) -> dict[str, int]:
         """The position: the epoch being iterated, the batches of it handed out, and the order's settings."""

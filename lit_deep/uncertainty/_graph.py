@@ -4,7 +4,8 @@ The model is traced with ``torch.fx`` (dropout modules are leaves). Stochastic n
 modules and the functional dropout calls (``F.dropout``, ``F.alpha_dropout``, ``F.dropout1d/2d/3d``,
 ``F.feature_alpha_dropout`` and their ``torch.*`` ops) that are stochastic in MC mode; a functional call
 becomes a keyed dropout module of the traced graph. Every node that depends on a stochastic node is
-*tainted*. The graph is split in two ``GraphModule`` s:
+*tainted*. The graph is split in two ``GraphModule`` s (by :mod:`lit_deep.nn.graph`, which the frozen-feature cache
+of ``FreezeUnfreeze`` shares):
 
 * the **prefix** computes, once per image, every untainted value that a tainted node reads (the *frontier*);
 * the **suffix** takes the frontier and computes the tainted nodes for ``T`` samples at once: a frontier value
@@ -22,15 +23,15 @@ deterministic.
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from lit_deep.nn.graph import Untraceable, split_graph, trace
 from lit_deep.uncertainty._layers import ALWAYS_ON, SWITCHABLE, keyed_dropout
 from lit_deep.uncertainty._masks import MaskSampler
 
@@ -54,10 +55,6 @@ _FUNCTIONAL: dict[Any, tuple[bool, bool, tuple[tuple[str, str], tuple[Any, Any]]
     torch.feature_dropout: (True, False, _T_ARGS),
     torch.feature_alpha_dropout: (True, True, _T_ARGS),
 }
-
-
-class Untraceable(Exception):
-    """Why a model takes the whole-model path."""
 
 
 class FunctionalDropout(nn.Module):
@@ -204,47 +201,6 @@ class GraphPlan:
 _DROPOUT = ALWAYS_ON + SWITCHABLE
 
 
-class _Tracer(fx.Tracer):
-    """Dropout modules are leaves; with ``opaque`` so is every module without a dropout module inside."""
-
-    def __init__(self, opaque: bool = False) -> None:
-        super().__init__()
-        self.opaque = opaque
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if isinstance(m, _DROPOUT) or super().is_leaf_module(m, module_qualified_name):
-            return True
-        return self.opaque and module_qualified_name != "" and not any(isinstance(s, _DROPOUT) for s in m.modules())
-
-
-def _trace(model: nn.Module) -> fx.GraphModule:
-    """Trace through every module; if that fails, keep the modules without dropout modules opaque.
-
-    The second attempt serves models with input checks or other control flow in deterministic parts (e.g. a
-    preprocessing layer); functional dropout inside an opaque module then stays as the module's mode says.
-    """
-    try:
-        return _trace_with(model, _Tracer())
-    except Untraceable as first:
-        try:
-            return _trace_with(model, _Tracer(opaque=True))
-        except Untraceable:
-            raise first from None
-
-
-def _trace_with(model: nn.Module, tracer: _Tracer) -> fx.GraphModule:
-    params = list(inspect.signature(model.forward).parameters.values())
-    plain = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if not plain or any(p.default is p.empty for p in plain[1:]):
-        raise Untraceable("forward must take one input (further arguments need defaults)")
-    concrete = {p.name: p.default for p in plain[1:]}
-    try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
-    except Exception as err:  # tracing runs user code: any failure means "not traceable"
-        raise Untraceable(f"torch.fx could not trace it ({type(err).__name__}: {str(err).splitlines()[0]})") from err
-    return fx.GraphModule(model, graph, type(model).__name__)
-
-
 def _functional_args(node: fx.Node, spec: tuple[tuple[str, str], tuple[Any, Any]]) -> tuple[float, bool]:
     names, defaults = spec
     values: list[Any] = []
@@ -279,54 +235,6 @@ def _mark_stochastic(
     return found
 
 
-def _closure(roots: Iterable[fx.Node], stop: set[fx.Node]) -> set[fx.Node]:
-    """``roots`` and every node they read, not walking past ``stop``."""
-    seen: set[fx.Node] = set()
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            if node not in stop:
-                stack.extend(node.all_input_nodes)
-    return seen
-
-
-def _copy(gm: fx.GraphModule, keep: set[fx.Node], inputs: list[fx.Node] | None, outputs: Any) -> fx.GraphModule:
-    """A GraphModule of the ``keep`` nodes; ``inputs`` become its placeholders (``None``: the model's own)."""
-    graph = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    for i, node in enumerate(inputs or []):
-        env[node] = graph.placeholder(f"h{i}")
-    for node in gm.graph.nodes:
-        if node not in env and node.op != "output" and (node in keep or (inputs is None and node.op == "placeholder")):
-            env[node] = graph.node_copy(node, lambda n: env[n])
-    graph.output(fx.node.map_arg(outputs, lambda n: env[n]))
-    return fx.GraphModule(gm, graph)
-
-
-def _split(gm: fx.GraphModule, stochastic: list[fx.Node], forced: set[fx.Node]) -> tuple[Any, ...]:
-    nodes = list(gm.graph.nodes)
-    output = nodes[-1]
-    source = next(n for n in nodes if n.op == "placeholder")
-    tainted: set[fx.Node] = set()
-    batch: set[fx.Node] = set()
-    for node in nodes:
-        inputs = node.all_input_nodes
-        if node in stochastic or node in forced or any(n in tainted for n in inputs):
-            tainted.add(node)
-        if node is source or any(n in batch for n in inputs):
-            batch.add(node)
-    readers = [n for n in nodes if n in tainted] + [output]
-    frontier = [n for n in nodes if n in batch and n not in tainted and any(n in r.all_input_nodes for r in readers)]
-    fset = set(frontier)
-    broadcast = [all(u in stochastic for u in n.users) for n in frontier]
-    prefix = _copy(gm, _closure(frontier, set()), None, tuple(frontier))
-    keep = _closure([*output.all_input_nodes, *stochastic], fset)
-    suffix = _copy(gm, keep, frontier, output.args[0])
-    return prefix, suffix, broadcast, frontier
-
-
 def make_plan(
     model: nn.Module, layers: list[nn.Module], enable_dropout: bool, sampler: MaskSampler, probe: torch.Tensor
 ) -> GraphPlan | WholePlan:
@@ -348,20 +256,12 @@ def make_plan(
         (True, 1)
     """
     try:
-        gm = _trace(model)
+        gm = trace(model, _DROPOUT)
         stochastic = _mark_stochastic(gm, layers, enable_dropout, sampler)
         _check_all_called(model, gm, layers)
-        forced: set[fx.Node] = set()
-        while True:
-            prefix, suffix, broadcast, frontier = _split(gm, stochastic, forced)
-            outs = prefix(probe)
-            bad = {f for f, v in zip(frontier, outs, strict=True) if not _per_image(v, probe.shape[0])}
-            if not bad:
-                per_image = sum(v[0].numel() for v in outs)
-                return GraphPlan(prefix, suffix, broadcast, len(stochastic), per_image)
-            if any(f.op == "placeholder" for f in bad):
-                raise Untraceable("its input is read in a way that is not per image")
-            forced |= bad
+        cut = split_graph(gm, stochastic, probe)
+        broadcast = [all(u in stochastic for u in n.users) for n in cut.frontier]
+        return GraphPlan(cut.prefix, cut.suffix, broadcast, len(stochastic), cut.per_example)
     except Untraceable as why:
         reason = str(why)
     key = (type(model).__qualname__, reason)
@@ -382,7 +282,3 @@ def _check_all_called(model: nn.Module, gm: fx.GraphModule, layers: list[nn.Modu
     missing = [m for m in layers if id(m) not in called]
     if missing:
         raise Untraceable(f"dropout modules not called in the traced graph: {_describe_layers(model, missing)}")
-
-
-def _per_image(value: object, rows: int) -> bool:
-    return isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows
