@@ -87,7 +87,10 @@ print("new head:", model_b_on_a.head, "| tensors shared with model A:", len(shar
 # `FreezeUnfreeze("backbone", unfreeze_at_epoch=4, lr_factor=0.1)` is the book's recipe: the reused layers are
 # frozen for four epochs (`requires_grad=False` before the strategy wraps the model, so under DDP they cost
 # nothing and the replicas stay equal), then unfrozen at a tenth of the head's rate. Frozen BatchNorm layers
-# run in inference mode, as Keras does. A small callback prints what is trainable at each epoch.
+# run in inference mode, as Keras does. `cache_features=True` computes the frozen layers' output once per image
+# and trains the head on the cached features until the milestone (exact: it declines, with one info line, where
+# augmentation or dropout inside the frozen part would make the features change). A small callback prints what
+# is trainable at each epoch.
 
 
 # %%
@@ -103,7 +106,11 @@ epochs = 5 if QUICK else 10
 classifier = Classifier(model_b_on_a, optimizer="nadam", lr=0.02, schedule=functools.partial(OneCycle, max_lr=0.02))
 trainer = pl.Trainer(
     max_epochs=epochs,
-    callbacks=[FreezeUnfreeze("backbone", unfreeze_at_epoch=4, lr_factor=0.1), MaxNorm(3.0), Trainable()],
+    callbacks=[
+        FreezeUnfreeze("backbone", unfreeze_at_epoch=4, lr_factor=0.1, cache_features=True),
+        MaxNorm(3.0),
+        Trainable(),
+    ],
     accelerator="cpu",
     logger=False,
     enable_checkpointing=False,
@@ -112,6 +119,26 @@ trainer = pl.Trainer(
 )
 trainer.fit(classifier, datamodule=task_b)
 print("test accuracy:", trainer.test(classifier, datamodule=task_b, verbose=False)[0]["test_acc"])
+
+# %% [markdown]
+# ## Which model, and how deep? Ranking before any training
+#
+# The zoo holds several backbones (MLPs, a CNN, a residual network, an autoencoder's encoder, a self-supervised
+# CNN). `zoo.rank` answers "which one, cut where?" without fine-tuning anything: it runs the 200 task-B images
+# through every zoo classifier once, takes the features at a few cut depths (the whole backbone and earlier
+# activations) and scores each with LogME (the evidence of a Bayesian linear head) and LEEP (how well the
+# source head's classes predict the target's). Higher is better; the table is sorted by LogME. `cut=d` in
+# `transfer`, `zoo.load` and `zoo.classifier` builds the model the row names.
+
+# %%
+ranking = zoo.rank(task_b.train_set.inputs, task_b.train_set.targets, cuts=2)
+for row in ranking[:6]:
+    leep = "     n/a" if row.leep is None else f"{row.leep:8.4f}"
+    print(f"{row.model:20s} {row.cut:14s} {row.feature_dim:6d} LogME {row.logme:8.4f} LEEP {leep} {row.seconds:5.2f} s")
+best = ranking[0]
+depth = None if best.cut == "backbone" else int(best.cut.split(":")[1].rstrip("]"))
+candidate = transfer(zoo.load(best.model), num_classes=1, cut=depth, seed=0)
+print("top candidate:", best.model, best.cut, "->", candidate.feature_dim, "features into a new head")
 
 # %% [markdown]
 # ## B-on-A against scratch, over seeds
