@@ -40,6 +40,9 @@ def _architecture(arch: dict[str, Any]) -> str:
         parts.append("-".join(str(h) for h in args["hidden"]))
     if "channels" in args:
         parts.append("convs " + "-".join(str(c) for c in args["channels"]) + f", dense {args.get('dense', '')}")
+    if "widths" in args:
+        widths = "-".join(str(c) for c in args["widths"])
+        parts.append(f"widths {widths}, {args.get('blocks', 3)} blocks/stage, BN")
     if args.get("activation"):
         parts.append(args["activation"].upper() if args["activation"] in ("selu", "elu") else args["activation"])
     if args.get("init"):
@@ -98,7 +101,7 @@ def zoo_cards() -> str:
         sections.append(
             f"### `{entry.name}`\n\n{entry.summary}\n\n**Limits.** {entry.limits}\n\n"
             f"Hub repo `{entry.repo_id()}`, trained by `{entry.recipe}` (seed {entry.seed}); "
-            f"`zoo.load(\"{entry.name}\")`."
+            f'`zoo.load("{entry.name}")`.'
         )
     return "\n\n".join(sections)
 

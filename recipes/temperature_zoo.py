@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-MODELS = ("mlp.fmnist", "cnn.fmnist")
+MODELS = ("mlp.fmnist", "cnn.fmnist", "resnet.fmnist")
 
 
 def evaluate(name: str) -> dict:

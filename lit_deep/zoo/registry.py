@@ -161,6 +161,7 @@ PINS: dict[str, tuple[str, str]] = {
     "mlp_mc.fmnist": ("03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3", "main"),
     "cnn.fmnist": ("78d58db93197f2aa497938bec97b62ac74d6b184ce3ecd243789b13e16ad35d7", "main"),
     "autoencoder.fmnist": ("69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b", "main"),
+    "resnet.fmnist": ("c90dc512fa377664e50c1a0240d6c596f1aee1cbcad6bb5dd033bfe70fc00790", "main"),
 }
 #: The fields of ``card.json`` and their JSON types.
 _CARD_FIELDS: dict[str, type | tuple[type, ...]] = {

@@ -12,6 +12,7 @@ from torch import nn
 
 from lit_deep import zoo
 from lit_deep.models import MLP
+from lit_deep.zoo import REGISTRY
 from lit_deep.zoo.transferability import TransferScore, _fit_column, cut_points, leep, logme, rank
 from tests.conftest import REAL_DIR
 
@@ -183,5 +184,7 @@ def test_cli_rank_prints_the_table_of_the_datamodule_split(capsys: pytest.Captur
     assert cli.main(["rank", "--data", str(REAL_DIR), "--task", "B", "--train-size", "200", "--cuts", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["model", "cut", "dim", "LogME", "LEEP", "seconds"]
-    assert len(out) == 2 + 4 and out[-1].startswith("4 candidates on 200 task-B training images")
+    classifiers = [name for name in REGISTRY if REGISTRY[name].kind == "classifier"]
+    assert len(out) == 2 + len(classifiers)
+    assert out[-1].startswith(f"{len(classifiers)} candidates on 200 task-B training images")
     assert all(line.split()[1] == "backbone" for line in out[1:-1])
