@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,10 +63,19 @@ def test_evaluate_selects_on_validation_and_reports_every_arm(pretext: Path, tin
         assert set(task["arms"]) == set(ssl_eval.ARMS)
         for arm, values in task["arms"].items():
             assert len(values["selection"]) == 2  # two rates tried on validation, no test score among them
-            assert all("test_acc" not in tried for tried in values["selection"])
+            assert all(set(tried) == {"setting", "val_acc"} for tried in values["selection"])
             assert [r["seed"] for r in values["per_seed"]] == [0, 1]
             assert 0.0 <= values["test_acc"][0] <= 1.0
             assert values["setting"]["lr_factor"] == (0.5 if arm == "finetune" else 1.0)
     table = ssl_eval.markdown(results)
     assert table.count("\n") == 2 + 2 * len(ssl_eval.ARMS) - 1
     assert "| 10 classes | fine-tune (pretrained) |" in table
+
+
+def test_merge_joins_the_tasks_of_two_runs(tmp_path: Path) -> None:
+    paths = [tmp_path / "b.json", tmp_path / "1k.json"]
+    for path, name in zip(paths, ("B", "1k"), strict=True):
+        path.write_text(json.dumps({"seeds": 5, "seconds": 2.0, "tasks": [{"name": name, "arms": {}}]}))
+    merged = ssl_eval.merge(paths)
+    assert [t["name"] for t in merged["tasks"]] == ["B", "1k"]
+    assert merged["seconds"] == 4.0
