@@ -123,8 +123,15 @@ def run(
 ) -> Result:
     """Train one arm with one seed on ``task``; score the validation split (``test=False``) or the test split."""
     started = time.perf_counter()
+    # Evaluation batches of 100: one thread scores 1,000-image batches ~40 % slower (cache misses).
     data = FashionMNISTDataModule(
-        data_dir, batch_size=task.batch_size, val_size=val_size, augment=True, seed=seed, **task.data
+        data_dir,
+        batch_size=task.batch_size,
+        val_size=val_size,
+        augment=True,
+        seed=seed,
+        eval_batch_size=100,
+        **task.data,
     )
     data.setup("fit")
     pl.seed_everything(seed, verbose=False)
