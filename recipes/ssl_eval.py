@@ -188,6 +188,7 @@ def evaluate(
     lrs: tuple[float, ...] = (3e-3,),
     lr_factors: tuple[float, ...] = (1.0,),
     select_seed: int = 100,
+    arms: tuple[str, ...] = ARMS,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Select each arm's setting on validation, then train it on ``seeds`` seeds and score the test split."""
@@ -195,7 +196,7 @@ def evaluate(
     for task in tasks:
         entry: dict[str, Any] = {"name": task.name, "label": task.label, "epochs": task.epochs, "arms": {}}
         entry["batch_size"] = task.batch_size
-        for arm in ARMS:
+        for arm in arms:
             grid = candidates(arm, list(lrs), list(lr_factors))
             chosen, tried = select(arm, task, grid, select_seed, source=source, description=description, **kwargs)
             runs = [
@@ -228,10 +229,15 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def merge(paths: list[Path]) -> dict[str, Any]:
-    """One result from several runs of this script (e.g. one process per task): their tasks, in order."""
+    """One result from several runs of this script (e.g. one process per task or per arm): tasks and arms joined."""
     parts = [json.loads(p.read_text()) for p in paths]
     merged = {k: v for k, v in parts[0].items() if k != "tasks"}
-    merged["tasks"] = [task for part in parts for task in part["tasks"]]
+    tasks: dict[str, dict[str, Any]] = {}
+    for task in (task for part in parts for task in part["tasks"]):
+        tasks.setdefault(task["name"], {**task, "arms": {}})["arms"].update(task["arms"])
+    for task in tasks.values():  # the table's order, whatever the processes' order
+        task["arms"] = {arm: task["arms"][arm] for arm in ARMS if arm in task["arms"]}
+    merged["tasks"] = list(tasks.values())
     merged["seconds"] = sum(part.get("seconds", 0.0) for part in parts)
     return merged
 
@@ -243,6 +249,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-3], help="peak rates tried on validation")
     parser.add_argument("--lr-factors", type=float, nargs="+", default=[0.1, 1.0], help="fine-tune factors tried")
     parser.add_argument("--tasks", nargs="+", default=[t.name for t in TASKS], choices=[t.name for t in TASKS])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--merge", type=Path, nargs="+", help="merge these result files into --output instead")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "ssl_eval.json")
@@ -261,6 +268,7 @@ def main() -> None:
             args.seeds,
             tuple(args.lrs),
             tuple(args.lr_factors),
+            arms=tuple(args.arms),
             data_dir=args.data_dir,
         )
         results |= {"checkpoint": str(args.ckpt), "seconds": round(time.perf_counter() - started, 1)}

@@ -72,10 +72,11 @@ def test_evaluate_selects_on_validation_and_reports_every_arm(pretext: Path, tin
     assert "| 10 classes | fine-tune (pretrained) |" in table
 
 
-def test_merge_joins_the_tasks_of_two_runs(tmp_path: Path) -> None:
-    paths = [tmp_path / "b.json", tmp_path / "1k.json"]
-    for path, name in zip(paths, ("B", "1k"), strict=True):
-        path.write_text(json.dumps({"seeds": 5, "seconds": 2.0, "tasks": [{"name": name, "arms": {}}]}))
+def test_merge_joins_the_tasks_and_arms_of_several_runs(tmp_path: Path) -> None:
+    parts = [("B", "scratch"), ("1k", "probe"), ("B", "probe")]
+    paths = [tmp_path / f"{task}_{arm}.json" for task, arm in parts]
+    for path, (task, arm) in zip(paths, parts, strict=True):
+        path.write_text(json.dumps({"seeds": 5, "seconds": 2.0, "tasks": [{"name": task, "arms": {arm: {}}}]}))
     merged = ssl_eval.merge(paths)
-    assert [t["name"] for t in merged["tasks"]] == ["B", "1k"]
-    assert merged["seconds"] == 4.0
+    assert [(t["name"], list(t["arms"])) for t in merged["tasks"]] == [("B", ["probe", "scratch"]), ("1k", ["probe"])]
+    assert merged["seconds"] == 6.0
