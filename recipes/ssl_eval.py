@@ -10,7 +10,8 @@ Four arms on the same data, seeds, head initialisation, optimizer (Nadam, 1cycle
 * ``random_probe``: that fresh backbone frozen and a linear head trained (the fair baseline of ``probe``).
 
 Two downstream tasks: task B (sandal vs shirt, the DataModule's first 200 task-B training images) and all ten
-classes with the first 1,000 labelled images of the training split (file images 5,000-5,999; not class-balanced).
+classes with the first 1,000 labelled images of the training split (file images 5,000-5,999; not balanced by
+design: 87 to 111 per class).
 Every arm trains a fixed budget (no early stopping: the last epoch is the model). Whatever is chosen is chosen on
 the validation split (the training file's first 5,000 images) with one selection seed (100), never on the test
 split: by default the fine-tune's ``lr_factor`` (0.1 or 1.0); ``--lrs`` adds peak rates to try for every arm (the
