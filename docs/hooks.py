@@ -73,6 +73,8 @@ def zoo_table() -> str:
         metrics = entry.metrics
         if entry.kind == "autoencoder":
             accuracy, nll, ece = f"reconstruction MSE {metrics['test_mse']:.4f}", "", ""
+        elif entry.kind == "pretext":
+            accuracy, nll, ece = f"rotation {_percent(metrics['test_rotation_acc'])} (self-supervised)", "", ""
         else:
             accuracy = _percent(metrics["test_acc"])
             if entry.mc_samples:
@@ -81,7 +83,7 @@ def zoo_table() -> str:
             nll = f"{metrics['test_nll']:.4f}" if "test_nll" in metrics else ""
             ece = f"{metrics['test_ece']:.4f}" if "test_ece" in metrics else ""
         task = {"full": "all 10 classes", "A": "task A (8 classes)"}.get(entry.task, entry.task)
-        if entry.kind == "autoencoder":
+        if entry.kind in ("autoencoder", "pretext"):
             task = "all images, no labels"
         weights = ROOT / "zoo" / entry.name / "model.safetensors"
         size = f"{weights.stat().st_size / 1e6:.1f} MB" if weights.exists() else ""

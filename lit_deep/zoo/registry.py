@@ -93,7 +93,8 @@ class ZooEntry:
         seed: the seed of the recipe.
         revision: the pinned Hub revision (a 40-hex commit once published, else ``"main"``).
         namespace: the Hub namespace (overridden by ``$LIT_DEEP_HUB_NAMESPACE``).
-        kind: ``"classifier"`` or ``"autoencoder"``.
+        kind: ``"classifier"``, ``"autoencoder"`` or ``"pretext"`` (a self-supervised backbone whose head
+            answers its pretext task, e.g. the rotation of an image).
         mc_samples: for MC-dropout models, the number of stochastic passes the metrics average.
         temperature: the temperature fitted on the validation split (``recipes/temperature_zoo.py``), folded into
             the output layer by :func:`~lit_deep.zoo.load` (``None``: not calibrated).
@@ -161,6 +162,7 @@ PINS: dict[str, tuple[str, str]] = {
     "mlp_mc.fmnist": ("03662d5cefab5ba7963a9b40c7e323f8af44cf412a4608c0201c1d58f7c803e3", "main"),
     "cnn.fmnist": ("78d58db93197f2aa497938bec97b62ac74d6b184ce3ecd243789b13e16ad35d7", "main"),
     "autoencoder.fmnist": ("69cd8a2a04d947be0eba4ae23f1700c808d87c49cbcbeb2c98cbbd3c373e7b8b", "main"),
+    "rotation_cnn.fmnist": ("6f3f0757921f34fd54b19574c5f5d5eba2a2e6cb338fb150aaa825fd14c2a7cb", "main"),
     "resnet.fmnist": ("c90dc512fa377664e50c1a0240d6c596f1aee1cbcad6bb5dd033bfe70fc00790", "main"),
 }
 #: The fields of ``card.json`` and their JSON types.

@@ -376,7 +376,8 @@ def rank(
             the zoo models apply their own preprocessing.
         labels: ``[N]`` integer labels of the target task (at least two classes; any values).
         candidates: zoo names, Hub repo ids, local zoo folders or :class:`~lit_deep.models.BackboneHead`
-            models; default every registered classifier (``kind == "classifier"``).
+            models; default every registered classifier and self-supervised backbone (``kind`` ``"classifier"`` or
+            ``"pretext"``).
         cuts: the cut depths per model: the whole backbone and the ``cuts - 1`` deepest earlier activation
             outputs (fewer where the backbone has fewer).
         batch_size: images per forward pass.
@@ -404,7 +405,7 @@ def rank(
     if candidates is None:
         from lit_deep.zoo.registry import REGISTRY, list_models
 
-        candidates = [name for name in list_models() if REGISTRY[name].kind == "classifier"]
+        candidates = [name for name in list_models() if REGISTRY[name].kind in ("classifier", "pretext")]
     elif isinstance(candidates, (str, nn.Module)) or not isinstance(candidates, Sequence) or not candidates:
         raise ArgumentTypeError(f"candidates: must be None or a non-empty list of models or names, got {candidates!r}")
     rows: list[TransferScore] = []

@@ -36,7 +36,8 @@ def test_recipe_trains_the_registered_architecture(name: str) -> None:
     recipe = yaml.safe_load((ROOT / entry.recipe).read_text())
     assert recipe["seed_everything"] == entry.seed
     module = recipe["model"]
-    expected_module = "lit_deep.modules.AutoencoderModule" if entry.kind == "autoencoder" else "lit_deep.Classifier"
+    modules = {"autoencoder": "lit_deep.modules.AutoencoderModule", "pretext": "lit_deep.modules.RotationPretext"}
+    expected_module = modules.get(entry.kind, "lit_deep.Classifier")
     assert module["class_path"] == expected_module
     net = dict(module["init_args"]["model"])
     net["init_args"] = {k: v for k, v in net["init_args"].items() if k != "seed"}

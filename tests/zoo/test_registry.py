@@ -31,7 +31,7 @@ def offline_shipped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
 
 def test_names_are_arch_dot_tag_and_entries_are_frozen() -> None:
     assert zoo.list_models() == NAMES
-    assert len(NAMES) == 6
+    assert len(NAMES) == 7
     for name, entry in REGISTRY.items():
         assert entry.name == name
         assert f"{entry.arch}.{entry.tag}" == name

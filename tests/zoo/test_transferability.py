@@ -150,7 +150,7 @@ def test_rank_the_zoo_on_200_task_b_images() -> None:
     rows = rank(images, labels)
     seconds = time.perf_counter() - start
     print(f"\nzoo.rank: {len(rows)} candidates on 200 task-B images in {seconds:.2f} s")
-    classifiers = [n for n in zoo.list_models() if zoo.REGISTRY[n].kind == "classifier"]
+    classifiers = [n for n in zoo.list_models() if zoo.REGISTRY[n].kind in ("classifier", "pretext")]
     assert sorted({r.model for r in rows}) == sorted(classifiers)
     assert [r.logme for r in rows] == sorted((r.logme for r in rows), reverse=True)
     assert all((r.leep is not None) == (r.cut == "backbone") for r in rows)
@@ -184,7 +184,7 @@ def test_cli_rank_prints_the_table_of_the_datamodule_split(capsys: pytest.Captur
     assert cli.main(["rank", "--data", str(REAL_DIR), "--task", "B", "--train-size", "200", "--cuts", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["model", "cut", "dim", "LogME", "LEEP", "seconds"]
-    classifiers = [name for name in REGISTRY if REGISTRY[name].kind == "classifier"]
+    classifiers = [name for name in REGISTRY if REGISTRY[name].kind in ("classifier", "pretext")]
     assert len(out) == 2 + len(classifiers)
     assert out[-1].startswith(f"{len(classifiers)} candidates on 200 task-B training images")
     assert all(line.split()[1] == "backbone" for line in out[1:-1])

@@ -46,6 +46,9 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "lac_set_size": ("set_size", "Conformal LAC sets (alpha 0.1): mean set size"),
     "aps_coverage": ("coverage", "Conformal APS sets (alpha 0.1): test coverage"),
     "aps_set_size": ("set_size", "Conformal APS sets (alpha 0.1): mean set size"),
+    "test_rotation_acc": ("accuracy", "Test accuracy at telling the rotation (4 quarter turns)"),
+    "test_rotation_nll": ("nll", "Test NLL of the rotation (nats)"),
+    "test_rotation_ece": ("ece", "Test ECE of the rotation (15 bins)"),
     "test_mse": ("mse", "Test reconstruction MSE (per pixel)"),
     "test_bce": ("bce", "Test reconstruction BCE (per pixel)"),
 }
@@ -140,6 +143,11 @@ def _usage(entry: ZooEntry) -> str:
             f'ae = zoo.load("{name}")            # reconstructions: ae(images) -> [B, 1, 28, 28]\n'
             f'clf = zoo.load("{name}", num_classes=10)  # the pretrained encoder + a new head'
         )
+    elif entry.kind == "pretext":
+        use = (
+            f'clf = zoo.classifier("{name}", num_classes=10)  # the self-supervised backbone + a new head\n'
+            f'net = zoo.load("{name}")   # as trained: which of 4 quarter turns was applied to an image'
+        )
     else:
         k = 2 if entry.task == "A" else len(entry.class_names)
         use = (
@@ -152,6 +160,12 @@ def _usage(entry: ZooEntry) -> str:
 
 
 def _results_intro(entry: ZooEntry) -> str:
+    if entry.kind == "pretext":
+        return (
+            "Measured on the 10,000 Fashion-MNIST test images, each rotated by a random multiple of 90 degrees "
+            "(seed 0): how well the model tells the rotation (its pretext task). What the backbone is for, "
+            "transfer, is measured in the summary above."
+        )
     if entry.kind == "autoencoder":
         return (
             "Measured on the Fashion-MNIST test split: per-pixel mean squared error and binary cross-entropy between "

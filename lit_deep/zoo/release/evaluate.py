@@ -27,12 +27,22 @@ from lit_deep.uncertainty import (
 from lit_deep.zoo.api import fold_temperature
 from lit_deep.zoo.registry import ZooEntry
 
-__all__ = ["CONFORMAL_ALPHA", "MC_SEED", "classification_metrics", "conformal_metrics", "evaluate", "load_test_split"]
+__all__ = [
+    "CONFORMAL_ALPHA",
+    "MC_SEED",
+    "ROTATION_NAMES",
+    "classification_metrics",
+    "conformal_metrics",
+    "evaluate",
+    "load_test_split",
+]
 
 MC_SEED = 0
 #: The miscoverage of the conformal sets the cards report (sets hold the true class for >= 90 % of images).
 CONFORMAL_ALPHA = 0.1
 _DECIMALS = 4
+#: The outputs of a rotation-pretext model (``kind="pretext"``): counter-clockwise quarter turns.
+ROTATION_NAMES = ("rotated 0 degrees", "rotated 90 degrees", "rotated 180 degrees", "rotated 270 degrees")
 
 
 def load_test_split(task: str, data_dir: str | None = None, **task_args: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,6 +126,14 @@ def _reconstruction_metrics(model: nn.Module, x: torch.Tensor) -> dict[str, floa
     return {"test_mse": round(squared / n, _DECIMALS + 2), "test_bce": round(bce / n, _DECIMALS)}
 
 
+def _rotation_metrics(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """How well a rotation-pretext model tells the quarter turn of each test image (turns drawn with seed 0)."""
+    from lit_deep.modules.rotation import rotate_batch  # Lightning: the release tooling's layer may import it
+
+    rotated, turns = rotate_batch(x, torch.Generator().manual_seed(MC_SEED))
+    return classification_metrics(deterministic_probs(model, rotated), turns, prefix="test_rotation")
+
+
 def evaluate(
     model: nn.Module,
     entry: ZooEntry,
@@ -129,12 +147,13 @@ def evaluate(
     ``mc_samples`` passes of :func:`~lit_deep.uncertainty.mc_predict` (seed 0) and, as extra metrics, those of the
     deterministic pass (dropout off). A model with ``entry.temperature`` is passed raw: its metrics are those
     with the temperature folded in (what ``zoo.load`` returns), and ``raw_test_nll`` / ``raw_test_ece`` those
-    before scaling. Brier score and AURC come with them. Measured on the task's own test split (no ``data``),
-    the extra metrics add split-conformal coverage and mean set size at ``alpha = 0.1`` (LAC and randomized APS,
+    before scaling. Brier score and AURC come with them. Measured on the task's own test split (no ``data``), the
+    extra metrics add split-conformal coverage and mean set size at ``alpha = 0.1`` (LAC and randomized APS,
     :func:`conformal_metrics`), calibrated on the 5,000 validation images with the raw network's probabilities
     (the MC mean for MC-dropout models): the temperature was fitted on those images, so the scaled model's
     probabilities would not be exchangeable with the test ones. Autoencoders: per-pixel MSE and BCE of the
-    reconstructions.
+    reconstructions. Rotation-pretext models (``entry.kind == "pretext"``): accuracy, NLL and ECE at telling the
+    quarter turn of each test image (turns drawn with seed 0).
 
     Args:
         model: the model.
@@ -159,6 +178,8 @@ def evaluate(
     x, y = data if data is not None else load_test_split(entry.task, data_dir)
     if entry.kind == "autoencoder":
         return _reconstruction_metrics(model, x), {}
+    if entry.kind == "pretext":
+        return _rotation_metrics(model, x), {}
     metrics, extra = _classification(model, entry, x, y)
     if data is None:  # the task's own splits: conformal sets calibrated on the validation images
         vx, vy = load_val_split(entry.task, data_dir, val_size)

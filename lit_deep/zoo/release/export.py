@@ -28,7 +28,7 @@ from lit_deep.nn.dropout import MCAlphaDropout, MCDropout
 from lit_deep.zoo._format import assemble, zoo_description
 from lit_deep.zoo.registry import REGISTRY, PreprocessingSpec, ZooEntry, card_json, get_entry
 from lit_deep.zoo.release.cards import repo_files
-from lit_deep.zoo.release.evaluate import evaluate
+from lit_deep.zoo.release.evaluate import ROTATION_NAMES, evaluate
 
 __all__ = ["ExportResult", "package", "pin_line", "remeasure", "save_pretrained"]
 
@@ -45,6 +45,10 @@ class ExportResult:
     size: int
     metrics: dict[str, float]
     extra_metrics: dict[str, float]
+
+
+#: The zoo kind of each lit_deep LightningModule that is not a classifier.
+_KINDS = {"AutoencoderModule": "autoencoder", "RotationPretext": "pretext"}
 
 
 def _split(network: BackboneHead) -> tuple[BackboneHead, Preprocess | None]:
@@ -108,10 +112,12 @@ def _package_module(
             pre.std.copy_(stats[1].reshape(pre.std.shape))
     model = assemble(network, pre).float().eval()
     per_pixel = tuple(pre.mean.shape) != (1,)
-    kind = "autoencoder" if type(module).__name__ == "AutoencoderModule" else "classifier"
+    kind = _KINDS.get(type(module).__name__, "classifier")
     names = getattr(module, "class_names", None) or (
         _class_names(task, hparams.get("b_classes")) if kind == "classifier" else ()
     )
+    if kind == "pretext":
+        names = ROTATION_NAMES
     mc = any(isinstance(m, (MCDropout, MCAlphaDropout)) for m in model.modules())
     entry = ZooEntry(
         name=name,
