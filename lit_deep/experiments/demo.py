@@ -61,7 +61,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (42, 43, ...); mean +- std when > 1")
     p.add_argument("--output", type=Path, default=Path("out/demo"), help="folder for the logs, plots and report")
-    p.add_argument("--source-model", default=defaults.source_model, help="zoo model whose backbone is reused")
+    p.add_argument(
+        "--source-model",
+        default=defaults.source_model,
+        help="zoo model whose backbone is reused (e.g. resnet.fmnist, or the self-supervised rotation_cnn.fmnist)",
+    )
     p.add_argument(
         "--b-classes",
         type=int,
