@@ -239,6 +239,7 @@ def write_results(paths: list[Path]) -> Path:
     text = template.replace("{{RECIPES}}", table(paths)).replace("{{TRANSFER}}", transfer_table())
     text = text.replace("{{ENSEMBLE}}", script_table("ensemble", "ensemble_seeds"))
     text = text.replace("{{TRANSFER_PHASES}}", script_table("transfer_phases", "transfer_phases"))
+    text = text.replace("{{TRANSFER_RESNET}}", script_table("transfer_resnet.fmnist", "transfer_seeds"))
     text = text.replace("{{TEMPERATURE}}", script_table("temperature", "temperature_zoo"))
     text = text.replace("{{SSL}}", script_table("ssl_eval", "ssl_eval"))
     out = HERE / "RESULTS.md"
