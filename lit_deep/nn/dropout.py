@@ -24,7 +24,25 @@ from torch import nn
 
 from lit_deep._validate import check_probability
 
-__all__ = ["MCAlphaDropout", "MCDropout", "apply_mask", "keep_mask", "keep_threshold", "quantize_rate"]
+__all__ = [
+    "TORCH_DROPOUT_LAYERS",
+    "MCAlphaDropout",
+    "MCDropout",
+    "apply_mask",
+    "keep_mask",
+    "keep_threshold",
+    "quantize_rate",
+]
+
+#: PyTorch's dropout layers: random in training mode only (the MC layers below are random in both modes).
+TORCH_DROPOUT_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 
 _LEVELS = 1 << 16
 # SELU's negative saturation value, -scale * alpha: where alpha dropout puts dropped units (as PyTorch does).

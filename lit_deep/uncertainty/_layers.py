@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 import torch
 from torch import nn
 
-from lit_deep.nn.dropout import MCAlphaDropout, MCDropout, apply_mask
+from lit_deep.nn.dropout import TORCH_DROPOUT_LAYERS, MCAlphaDropout, MCDropout, apply_mask
 from lit_deep.uncertainty._masks import MaskSampler
 
 __all__ = ["ALWAYS_ON", "SWITCHABLE", "dropout_off", "keyed_dropout", "mc_mode", "stochastic_layers"]
@@ -22,14 +22,7 @@ __all__ = ["ALWAYS_ON", "SWITCHABLE", "dropout_off", "keyed_dropout", "mc_mode",
 #: Always-on Monte-Carlo layers (stochastic in eval mode).
 ALWAYS_ON: tuple[type[nn.Module], ...] = (MCDropout, MCAlphaDropout)
 #: PyTorch's dropout layers, stochastic only in train mode; switched on with ``enable_dropout=True``.
-SWITCHABLE: tuple[type[nn.Module], ...] = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-)
+SWITCHABLE: tuple[type[nn.Module], ...] = TORCH_DROPOUT_LAYERS
 _FEATURE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout)
 _ALPHA = (nn.AlphaDropout, nn.FeatureAlphaDropout)
 
