@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, fx, nn
 
+from lit_deep.callbacks.select import BATCH_NORMS
 from lit_deep.models import Preprocess
 from lit_deep.nn import MCAlphaDropout, MCDropout
 from lit_deep.nn.dropout import TORCH_DROPOUT_LAYERS
@@ -38,15 +39,7 @@ __all__ = ["FeatureCache", "random_sources"]
 #: Layers whose output is random (in training mode; the MC ones always): traced as single nodes, never cached.
 RANDOM_LAYERS: tuple[type[nn.Module], ...] = (*TORCH_DROPOUT_LAYERS, nn.RReLU, MCDropout, MCAlphaDropout)
 #: Normalisation layers that use (and update) batch statistics in training mode, by their public classes.
-_BATCH_STATS: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.SyncBatchNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-    nn.InstanceNorm3d,
-)
+_BATCH_STATS: tuple[type[nn.Module], ...] = (*BATCH_NORMS, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 _READ_ONLY_BUFFERS: tuple[type[nn.Module], ...] = (Preprocess,)
 #: Functions and tensor methods that draw random numbers (or may, e.g. dropout with training=self.training).
 _RANDOM_FUNCTIONS = {

@@ -180,11 +180,11 @@ def evaluate(
         return _reconstruction_metrics(model, x), {}
     if entry.kind == "pretext":
         return _rotation_metrics(model, x), {}
-    metrics, extra = _classification(model, entry, x, y)
+    det, probs = _predict(model, entry, x)  # once: the metrics and the conformal sets share them
+    metrics, extra = _classification(model, entry, x, y, det, probs)
     if data is None:  # the task's own splits: conformal sets calibrated on the validation images
         vx, vy = load_val_split(entry.task, data_dir, val_size)
         _, cal_probs = _predict(model, entry, vx)
-        _, probs = _predict(model, entry, x)
         extra.update(conformal_metrics(cal_probs, vy, probs, y))
     return metrics, extra
 
@@ -203,9 +203,8 @@ def _with_scores(metrics: dict[str, float], probs: torch.Tensor, y: torch.Tensor
 
 
 def _classification(
-    model: nn.Module, entry: ZooEntry, x: torch.Tensor, y: torch.Tensor
+    model: nn.Module, entry: ZooEntry, x: torch.Tensor, y: torch.Tensor, det: torch.Tensor, probs: torch.Tensor
 ) -> tuple[dict[str, float], dict[str, float]]:
-    det, probs = _predict(model, entry, x)
     if entry.temperature and not entry.mc_samples:
         # ``model`` is the raw network (as exported); the zoo folds the temperature into its output layer.
         raw = classification_metrics(det, y, prefix="raw_test")
