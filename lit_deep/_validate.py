@@ -49,6 +49,7 @@ __all__ = [
     "ArgumentTypeError",
     "check_bool",
     "check_choice",
+    "check_device",
     "check_int",
     "check_non_negative",
     "check_path",
@@ -277,6 +278,36 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ArgumentTypeError(_message(name, "True or False", value))
     return value
+
+
+def check_device(name: str, value: Any) -> Any:
+    """``value`` as a :class:`torch.device` when it names one that this machine has (``"cpu"``, ``"cuda:0"``, ...).
+
+    Raises:
+        ValueError: for a string that names no device type, or a device this machine does not have.
+        ArgumentTypeError: for anything but a string or a ``torch.device``.
+
+    Example::
+
+        >>> check_device("device", "cpu")
+        device(type='cpu')
+        >>> try:
+        ...     check_device("device", "gpu0")
+        ... except ValueError as err:
+        ...     print(err)
+        device: must be a torch device such as 'cpu' or 'cuda:0', got 'gpu0'
+    """
+    import torch  # here: the other checks do not need torch
+
+    if not isinstance(value, (str, torch.device)):
+        raise ArgumentTypeError(_message(name, "a torch device or its name", value))
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(_message(name, "a torch device such as 'cpu' or 'cuda:0'", value)) from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"{name}: {str(device)!r} is not available here ({torch.cuda.device_count()} CUDA devices)")
+    return device
 
 
 def check_choice(name: str, value: _T, choices: Collection[Any]) -> _T:

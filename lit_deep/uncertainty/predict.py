@@ -34,11 +34,11 @@ __all__ = [
 Stochastic = Literal["dropout", "all"]
 STOCHASTIC: tuple[str, ...] = get_args(Stochastic)
 
-#: Default memory bound: elements of the repeated tensor entering the stochastic part (2**20 floats = 4 MiB).
+#: Default memory bound: elements of the repeated tensor entering the stochastic part (2**22 floats = 16 MiB).
 #: Chosen by the sweep of ``benchmarks/mc_dropout.py`` (dropout before every layer of the 300-100 MLP, T=100,
-#: 10,000 images, 2 threads): 2**20 8.25 s, 2**21 8.37 s, 2**22 9.05 s, 2**23 10.21 s, 2**24 9.97 s; the
-#: smaller chunks stay in cache and cut the peak memory (322 MiB above the start at 2**24).
-DEFAULT_MAX_ELEMENTS = 1 << 20
+#: 10,000 images, 2 threads, median of 3, masks drawn by the native kernel), in multiples of 100 eval passes:
+#: 2**20 1.66, 2**21 1.52, 2**22 1.44, 2**23 1.42, 2**24 2.04; 2**22 is within noise of 2**23 at half the memory.
+DEFAULT_MAX_ELEMENTS = 1 << 22
 #: The bound on accelerators (2**24 elements, 64 MiB of float32): a GPU is busy only with large kernels, and its
 #: memory is not a 2-thread CPU cache. A first choice, not yet measured on a GPU: ``benchmarks/gpu.py`` sweeps it.
 DEFAULT_MAX_ELEMENTS_ACCELERATOR = 1 << 24
@@ -50,7 +50,7 @@ def default_max_elements(device: torch.device | None) -> int:
     Example::
 
         >>> default_max_elements(torch.device("cpu")), default_max_elements(torch.device("cuda")) == 1 << 24
-        (1048576, True)
+        (4194304, True)
     """
     return DEFAULT_MAX_ELEMENTS if device is None or device.type == "cpu" else DEFAULT_MAX_ELEMENTS_ACCELERATOR
 
@@ -228,7 +228,7 @@ def mc_predict(
         indices: the dataset index of each input (int64 ``[N]``, default ``0..N-1``; DataLoader batches are
             numbered consecutively from 0).
         max_elements: the memory bound described above; ``None``: :func:`default_max_elements` of the model's
-            device (2**20 on the CPU, 2**24 on accelerators).
+            device (2**22 on the CPU, 2**24 on accelerators).
         stochastic: ``"dropout"`` (default: dropout layers and calls, keyed masks) or ``"all"`` (every stochastic
             op, above).
         max_samples_bytes: with ``return_samples``, the most bytes the ``[T, N, C]`` float32 samples may take

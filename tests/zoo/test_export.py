@@ -132,3 +132,41 @@ def test_remeasure_reproduces_an_export_and_reports_what_it_does_not(
     monkeypatch.setitem(REGISTRY, ENTRY.name, tampered)
     _, changed = remeasure(ENTRY.name, folder, str(data.path), val_size=5)
     assert changed == [f"{ENTRY.name}: test_acc stored 0.5, measured {result.metrics['test_acc']}"]
+
+
+@pytest.mark.parametrize("entry", [ENTRY, AE_ENTRY], ids=["classifier", "autoencoder"])
+def test_export_measures_on_the_device_asked_with_the_same_figures(
+    entry: ZooEntry, device: torch.device, data: FakeFMNIST, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where users train: measured on the GPU (cuda under `make test-gpu`), weights still written from the CPU.
+    # The weights' bytes are the same from one export to the next (the metadata once came out in either order).
+    monkeypatch.setitem(REGISTRY, entry.name, entry)
+    dm = FashionMNISTDataModule(str(data.path), standardize=entry.kind != "autoencoder", val_size=20, batch_size=20)
+    module = Classifier(MLP(hidden=(16,), num_classes=10, seed=0))
+    if entry.kind == "autoencoder":
+        module = AutoencoderModule(Autoencoder(hidden=(16, 4), seed=0))
+    ckpt = _fit(module, dm, tmp_path)
+    on_cpu = save_pretrained(ckpt, tmp_path / "cpu" / entry.name, name=entry.name, data_dir=str(data.path))
+    again = save_pretrained(ckpt, tmp_path / "again" / entry.name, name=entry.name, data_dir=str(data.path))
+    there = save_pretrained(
+        ckpt, tmp_path / "dev" / entry.name, name=entry.name, data_dir=str(data.path), device=device
+    )
+    assert there.sha256 == again.sha256 == on_cpu.sha256
+    assert there.metrics.keys() == on_cpu.metrics.keys()
+    for key, value in on_cpu.metrics.items():
+        assert there.metrics[key] == pytest.approx(value, abs=2e-4), key
+
+
+def test_a_bad_device_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lit_deep.zoo.release import cli as zoo_cli
+
+    with pytest.raises(ValueError, match=r"^device: must be a torch device such as 'cpu' or 'cuda:0', got 'gpu0'$"):
+        save_pretrained(tmp_path / "missing.ckpt", tmp_path / "out", name=ENTRY.name, device="gpu0")
+    args = ["export", "mlp.fmnist", "--ckpt", str(tmp_path / "x.ckpt"), "--out", str(tmp_path / "o")]
+    args += ["--device", "gpu0"]
+    assert zoo_cli.main(args) == 2
+    assert "device: must be a torch device" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device: 'cuda' is not available here \(0 CUDA devices\)$"):
+            save_pretrained(tmp_path / "missing.ckpt", tmp_path / "out", device="cuda")

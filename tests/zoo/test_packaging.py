@@ -28,6 +28,8 @@ def test_the_wheel_ships_every_zoo_model(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = tmp_path.glob("lit_deep-*.whl")
     with zipfile.ZipFile(wheel) as archive:
+        # The native mask kernel's source, compiled on first use (lit_deep.uncertainty._native).
+        assert archive.read("lit_deep/uncertainty/_masks.c") == (ROOT / "lit_deep/uncertainty/_masks.c").read_bytes()
         shipped = {
             info.filename.removeprefix("lit_deep/_zoo_files/"): archive.read(info)
             for info in archive.infolist()

@@ -118,7 +118,8 @@ def _export(args: argparse.Namespace) -> int:
     from lit_deep.zoo.release.export import pin_line, save_pretrained
 
     get_entry(args.name)  # export is for registered models (UnknownModelError lists the close names)
-    result = save_pretrained(args.ckpt, Path(args.out) / args.name, name=args.name, data_dir=args.data_dir)
+    folder = Path(args.out) / args.name
+    result = save_pretrained(args.ckpt, folder, name=args.name, data_dir=args.data_dir, device=args.device)
     print(pin_line(args.name, result))
     return 0
 
@@ -132,7 +133,7 @@ def _cards(args: argparse.Namespace) -> int:
         if args.measure and (root / name / "model.safetensors").is_file():
             from lit_deep.zoo.release.export import remeasure
 
-            entry, changed = remeasure(name, root / name, args.data_dir)
+            entry, changed = remeasure(name, root / name, args.data_dir, device=args.device)
             print(f"{name}: {entry.metrics} {entry.extra_metrics}")
             problems += changed
         elif args.check:
@@ -180,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True)
     p.add_argument("--out", default=str(SOURCE_ZOO_DIR))
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None, help="where to measure the model (e.g. cuda; default cpu)")
     p.set_defaults(func=_export)
     p = sub.add_parser("cards", help="Regenerate config.json and README.md of every zoo folder from the registry.")
     p.add_argument("--out", default=str(SOURCE_ZOO_DIR))
@@ -190,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         help="measure every shipped model again on the real test data and rewrite its card.json and card",
     )
     p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST files are (for --measure)")
+    p.add_argument("--device", default=None, help="where to run the models for --measure (e.g. cuda; default cpu)")
     p.set_defaults(func=_cards)
     return parser
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lit_deep._device import to_model_device
+from lit_deep._validate import check_device
 from lit_deep.models import BackboneHead
 from lit_deep.uncertainty import (
     aurc,
@@ -118,7 +120,7 @@ def _reconstruction_metrics(model: nn.Module, x: torch.Tensor) -> dict[str, floa
     model.eval()
     squared, bce = 0.0, 0.0
     for start in range(0, x.shape[0], 2000):
-        xb = x[start : start + 2000]
+        xb = to_model_device(model, x[start : start + 2000])
         recon = model(xb)
         squared += float((recon - xb).pow(2).sum())
         bce += float(F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), xb, reduction="sum"))
@@ -131,7 +133,7 @@ def _rotation_metrics(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     from lit_deep.modules.rotation import rotate_batch  # Lightning: the release tooling's layer may import it
 
     rotated, turns = rotate_batch(x, torch.Generator().manual_seed(MC_SEED))
-    return classification_metrics(deterministic_probs(model, rotated), turns, prefix="test_rotation")
+    return classification_metrics(deterministic_probs(model, rotated).cpu(), turns, prefix="test_rotation")
 
 
 def evaluate(
@@ -140,6 +142,7 @@ def evaluate(
     data_dir: str | None = None,
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     val_size: int = 5000,
+    device: str | torch.device | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Measure ``model`` (taking raw [0, 1] images) as its card and registry entry report it.
 
@@ -161,6 +164,9 @@ def evaluate(
         data_dir: where the Fashion-MNIST files are.
         data: ``(images, labels)`` to measure on instead of the task's test split.
         val_size: the run's validation split (the first ``val_size`` training-file images) for the conformal sets.
+        device: where to run the model (it is moved there; default: where its parameters are, e.g. the GPU it
+            was trained on). Images go to the model's device batch by batch; the probabilities come back to the
+            CPU for the metrics, so the figures do not depend on the device beyond the model's own rounding.
 
     Returns:
         ``(metrics, extra_metrics)``.
@@ -175,6 +181,8 @@ def evaluate(
         >>> metrics["test_acc"], metrics["test_nll"], metrics["test_brier"], extra
         (0.1, 2.3026, 0.9, {})
     """
+    if device is not None:
+        model.to(check_device("device", device))
     x, y = data if data is not None else load_test_split(entry.task, data_dir)
     if entry.kind == "autoencoder":
         return _reconstruction_metrics(model, x), {}
@@ -191,10 +199,10 @@ def evaluate(
 
 def _predict(model: nn.Module, entry: ZooEntry, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(deterministic, reported)`` probabilities: the reported ones are the MC mean for MC-dropout models."""
-    det = deterministic_probs(model, x)
+    det = deterministic_probs(model, x).cpu()
     if not entry.mc_samples:
         return det, det
-    return det, mc_predict(model, x, samples=entry.mc_samples, seed=MC_SEED).probs
+    return det, mc_predict(model, x, samples=entry.mc_samples, seed=MC_SEED).probs.cpu()
 
 
 def _with_scores(metrics: dict[str, float], probs: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -213,7 +221,7 @@ def _classification(
                 f"model: a zoo model with a temperature must be a BackboneHead, got {type(model).__name__}"
             )
         with torch.no_grad():
-            scaled = deterministic_probs(fold_temperature(copy.deepcopy(model), entry.temperature), x)
+            scaled = deterministic_probs(fold_temperature(copy.deepcopy(model), entry.temperature), x).cpu()
         extra = {k: v for k, v in raw.items() if k != "raw_test_acc"}
         return _with_scores(classification_metrics(scaled, y), scaled, y), extra
     if not entry.mc_samples:

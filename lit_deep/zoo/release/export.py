@@ -20,7 +20,7 @@ from safetensors.torch import save
 from torch import nn
 
 from lit_deep._io import write_package_folder
-from lit_deep._validate import check_path
+from lit_deep._validate import check_device, check_path
 from lit_deep.data.fashion_mnist import CLASS_NAMES
 from lit_deep.models import BackboneHead, CheckpointError, Preprocess, describe, read_checkpoint
 from lit_deep.models.checkpoint import MODULE_KEY
@@ -205,6 +205,7 @@ def _write_package(
     data: tuple[torch.Tensor, torch.Tensor] | None = None,
     test_args: dict[str, Any] | None = None,
     registered: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[ExportResult, ZooEntry]:
     """Measure the model and write its package: ``model.safetensors`` (float32), ``config.json``, the card.
 
@@ -219,13 +220,16 @@ def _write_package(
     """
     folder = Path(folder)
     tensors = {
-        k: v.detach().to(torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
+        k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous().clone()
         for k, v in model.state_dict().items()
     }
-    weights = save(tensors, metadata={"format": "pt", "lit_deep_zoo": entry.name})
+    # One metadata key: safetensors writes the metadata map in an arbitrary order, so two keys made the bytes (and
+    # the pinned SHA-256) of the same weights differ from one export to the next. The name is in config.json.
+    weights = save(tensors, metadata={"format": "pt"})
     if data is None and entry.task == "B":
         data = _task_b_data(data_dir, test_args or {})
-    metrics, extra = evaluate(model.eval(), entry, data_dir, data, int((test_args or {}).get("val_size", 5000)))
+    val_size = int((test_args or {}).get("val_size", 5000))
+    metrics, extra = evaluate(model.eval(), entry, data_dir, data, val_size, device=device)
     sha = hashlib.sha256(weights).hexdigest()
     entry = dataclasses.replace(entry, sha256=sha, metrics=metrics, extra_metrics=extra)
     files = {"model.safetensors": weights, **repo_files(entry, len(weights))}
@@ -243,7 +247,11 @@ def _task_b_data(data_dir: str | None, test_args: dict[str, Any]) -> tuple[torch
 
 
 def _export_registered(
-    name: str, ckpt: str | os.PathLike[str], folder: str | Path, data_dir: str | None = None
+    name: str,
+    ckpt: str | os.PathLike[str],
+    folder: str | Path,
+    data_dir: str | None = None,
+    device: str | torch.device | None = None,
 ) -> ExportResult:
     """Export the checkpoint ``ckpt`` of the registered zoo model ``name`` into ``folder`` and measure it.
 
@@ -265,12 +273,16 @@ def _export_registered(
         raise ValueError(
             f"ckpt: the checkpoint's architecture {entry.architecture} is not {name}'s {registered.architecture}"
         )
-    result, _ = _write_package(model, registered, folder, data_dir, test_args=hparams, registered=True)
+    result, _ = _write_package(model, registered, folder, data_dir, test_args=hparams, registered=True, device=device)
     return result
 
 
 def remeasure(
-    name: str, folder: str | Path, data_dir: str | None = None, val_size: int = 5000
+    name: str,
+    folder: str | Path,
+    data_dir: str | None = None,
+    val_size: int = 5000,
+    device: str | torch.device | None = None,
 ) -> tuple[ZooEntry, list[str]]:
     """Measure the registered model ``name`` again from its package in ``folder`` and rewrite its card data.
 
@@ -283,6 +295,7 @@ def remeasure(
         folder: its package folder (``zoo/<name>``).
         data_dir: where the Fashion-MNIST files are.
         val_size: the validation split the conformal sets are calibrated on (the recipes' 5,000).
+        device: where to run the model (default the CPU, where ``load`` puts it).
 
     Returns:
         The updated entry and one line per stored metric that the new measurement does not reproduce
@@ -296,7 +309,7 @@ def remeasure(
     entry = get_entry(name)
     folder = Path(folder)
     model = load(str(folder), calibrated=False, sha256=entry.sha256)
-    metrics, extra = evaluate(model.eval(), entry, data_dir, val_size=val_size)
+    metrics, extra = evaluate(model.eval(), entry, data_dir, val_size=val_size, device=device)
     stored = {**entry.metrics, **entry.extra_metrics}
     measured = {**metrics, **extra}
     changed = [
@@ -374,6 +387,7 @@ def save_pretrained(
     repo_id: str | None = None,
     datamodule: Any = None,
     data_dir: str | None = None,
+    device: str | torch.device | None = None,
 ) -> ExportResult:
     """Write a trained model as a zoo folder: ``model.safetensors``, ``config.json`` and a measured model card.
 
@@ -392,6 +406,8 @@ def save_pretrained(
         datamodule: the ``FashionMNISTDataModule`` a module was trained with (default: its trainer's, else task
             ``full`` without standardisation).
         data_dir: where the Fashion-MNIST files are.
+        device: where to measure the model (e.g. ``"cuda"``; default: where it is, the CPU for a checkpoint).
+            The weights are written as float32 CPU tensors whatever the device.
 
     Returns:
         The folder, the weights' SHA-256 and size, and the measured metrics.
@@ -405,13 +421,15 @@ def save_pretrained(
         source: expected a lit_deep LightningModule (Classifier
     """
     folder = Path(check_path("folder", folder))
+    if device is not None:
+        check_device("device", device)  # before the work: a typo fails at once
     if name is not None and name in REGISTRY and repo_id is None:
         if not isinstance(source, (str, os.PathLike)):
             raise ValueError(f"source: a registered model ({name}) is exported from its checkpoint path")
-        return _export_registered(name, source, folder, data_dir)
+        return _export_registered(name, source, folder, data_dir, device)
     load_name = repo_id or ""
     model, entry, hparams = package(
         source, name or folder.name, datamodule=datamodule, data_dir=data_dir, load_name=load_name
     )
-    result, _ = _write_package(model, entry, folder, data_dir, test_args=hparams)
+    result, _ = _write_package(model, entry, folder, data_dir, test_args=hparams, device=device)
     return result
