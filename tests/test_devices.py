@@ -7,6 +7,7 @@ check the same code paths run.
 from __future__ import annotations
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -14,6 +15,7 @@ from lit_deep import Classifier
 from lit_deep.callbacks import TemperatureScaling
 from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
+from lit_deep.modules import DivergenceError
 from lit_deep.uncertainty import MCPrediction, deterministic_probs, mc_predict, ood_auroc
 
 
@@ -79,3 +81,19 @@ def test_augmentation_is_the_same_on_every_device(device) -> None:  # noqa: ANN0
     there = RandomShiftFlip(max_shift=2, seed=3)(x.to(device))
     assert there.device.type == device.type
     assert torch.equal(there.cpu(), on_cpu)
+
+
+def test_a_diverged_run_stops_at_once_on_the_cpu_and_by_the_next_logging_step_on_an_accelerator(
+    device,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    # No host sync per step on an accelerator: the non-finite flag stays on the device and is read on the steps
+    # that log (log_every_n_steps=4: steps 3, 7, ...). Batch 1 holds NaN inputs, so the loss is NaN from step 1.
+    x = torch.rand(32, 1, 28, 28)
+    x[4:8] = float("nan")
+    loader = DataLoader(TensorDataset(x, torch.arange(32) % 10), batch_size=4)
+    clf = Classifier(MLP(hidden=(8,), seed=0), lr=0.01)
+    trainer = _trainer(device, tmp_path, max_epochs=1, log_every_n_steps=4)
+    where = "global step 1, epoch 0, batch 1" if device.type == "cpu" else "global step 3, epoch 0, batch 3"
+    with pytest.raises(DivergenceError, match=f"train_loss is nan at {where};"):
+        trainer.fit(clf, loader)

@@ -27,7 +27,7 @@ class _StepLosses(Callback):
         self.losses.append((float(outputs["loss"]), int(batch[1].shape[0])))
 
 
-@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["bf16-true", "bf16-mixed", "16-true"])
 def test_bf16_fit_test_and_mc_predict(precision: str, make_fmnist, tmp_path) -> None:  # noqa: ANN001
     data = make_fmnist(n_train=330, n_test=40)
     dm = FashionMNISTDataModule(str(data.path), batch_size=32, val_size=40)

@@ -43,3 +43,27 @@ def test_quantize_silences_only_its_own_notices(monkeypatch: pytest.MonkeyPatch)
     assert [str(w.message) for w in caught] == ["something else went wrong"]
     assert net.training and sparsity(net) == 0.0
     assert quantized(torch.zeros(1, 8)).shape == (1, 2)
+
+
+def test_measure_latency_synchronizes_a_cuda_device_around_each_timed_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA kernels run asynchronously: the clock is read after torch.cuda.synchronize on the input's device, before
+    # and after each timed pass; on the CPU nothing is synchronised.
+    from lit_deep.nn import compression
+
+    synced: list[object] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+
+    class _CudaInput:
+        is_cuda = True
+        device = torch.device("cuda", 1)
+
+    compression._synchronize(_CudaInput())  # type: ignore[arg-type]
+    compression._synchronize(torch.ones(1))
+    assert synced == [torch.device("cuda", 1)]
+
+    events: list[str] = []
+    monkeypatch.setattr(compression, "_synchronize", lambda x: events.append("sync"))
+    net = nn.Sequential(nn.Linear(4, 2))
+    net.register_forward_hook(lambda *_: events.append("pass"))
+    measure_latency(net, torch.zeros(3, 4), repeats=3)
+    assert events == ["pass", "pass"] + ["sync", "pass", "sync"] * 3  # two warm-up passes, then timed ones

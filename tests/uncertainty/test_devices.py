@@ -1,6 +1,8 @@
 """Device and precision discipline: batches move to the model's device, results come back where the inputs
 were, every probability is float32 or wider (bf16 models, autocast), loaders work everywhere."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -102,3 +104,29 @@ def test_cuda_model_with_cpu_and_cuda_inputs():
         assert _float32_or_wider(mc_predict(net, x.cuda(), samples=4, seed=1))
     scores = torch.rand(10, device="cuda")
     assert 0 <= ood_auroc(scores[:5], scores[5:]) <= 1 and 0 <= fpr_at_tpr(scores[:5], scores[5:]) <= 1
+
+
+def test_ensemble_results_live_where_the_inputs_are(device):  # noqa: ANN001
+    # Deterministic members (mc_samples=0) and MC members: sums on the probabilities' device, not CPU float64.
+    nets = [_net().to(device), _net().to(device)]
+    x = _x().to(device)
+    for samples in (0, 3):
+        pred = Ensemble(nets).predict(x, mc_samples=samples, seed=0)
+        assert pred.probs.device.type == device.type and _float32_or_wider(pred)
+        reference = Ensemble([copy.deepcopy(n).cpu() for n in nets]).predict(x.cpu(), mc_samples=samples, seed=0)
+        assert torch.allclose(pred.probs.cpu(), reference.probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_binary_probabilities_under_autocast_are_float32(dtype):
+    # One logit (sigmoid): p = 0.997 must not round to 1 in bf16 (the NLL of the other class would clamp at 27.6).
+    net = nn.Sequential(nn.Linear(2, 1)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(0.0)
+        net[0].bias.fill_(5.8)
+    x = torch.zeros(3, 2)
+    with torch.autocast("cpu", dtype=dtype):
+        probs = deterministic_probs(net, x)
+        pred = mc_predict(nn.Sequential(net, MCDropout(0.0001)), x, samples=2, seed=0)
+    assert probs.dtype == torch.float32 and pred.probs.dtype == torch.float32
+    assert probs[0, 1] < 1.0 and probs[0, 0] > 0.0 and abs(float(probs[0, 1]) - 0.99698) < 1e-3

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import textwrap
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -97,3 +101,49 @@ def test_callback_fits_on_validation_and_applies_to_test_and_predict(make_fmnist
     restored = TemperatureScaling()
     restored.load_state_dict(cb.state_dict())
     assert restored.temperature == cb.temperature
+
+
+TEMPERATURE_DDP_SCRIPT = """
+import sys
+import lightning.pytorch as pl
+import torch
+from lit_deep import Classifier
+from lit_deep.callbacks import TemperatureScaling
+from lit_deep.cli import release_process_group
+from lit_deep.data import FashionMNISTDataModule
+from lit_deep.models import MLP
+
+if __name__ == "__main__":
+    data_dir, out = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)
+    dm = FashionMNISTDataModule(data_dir, val_size=45, batch_size=16, eval_batch_size=10)
+    clf = Classifier(MLP(hidden=(16,), num_classes=10, dropout=0.2, seed=0), lr=0.01)
+    scaling = TemperatureScaling(verbose=False)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[scaling])
+    trainer.fit(clf, dm)
+    torch.save({"temperature": scaling.temperature, "model": clf.model.state_dict()},
+               f"{out}/rank{trainer.global_rank}.pt")
+    release_process_group()
+"""
+
+
+@pytest.mark.ddp
+def test_ddp_fits_one_temperature_on_the_whole_validation_split(make_fmnist, tmp_path) -> None:  # noqa: ANN001
+    # Fitted at on_train_end on the training device, the logits of both ranks' validation shards gathered (45
+    # images: shards of 23 and 22): the temperature is the one fitted on every validation image by one process.
+    data = make_fmnist(n_train=120, n_test=10)
+    script = tmp_path / "ddp_temperature.py"
+    script.write_text(textwrap.dedent(TEMPERATURE_DDP_SCRIPT))
+    result = subprocess.run(
+        [sys.executable, str(script), str(data.path), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert rank0["temperature"] is not None and rank0["temperature"] == rank1["temperature"]
+    model = MLP(hidden=(16,), num_classes=10, dropout=0.2, seed=0)
+    model.load_state_dict(rank0["model"])
+    dm = FashionMNISTDataModule(str(data.path), val_size=45, eval_batch_size=10)
+    dm.setup("fit")
+    assert fit_temperature(model, dm.val_dataloader()) == pytest.approx(rank0["temperature"], rel=1e-4)
