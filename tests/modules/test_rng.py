@@ -69,3 +69,16 @@ def test_gather_stacks_what_all_gather_returns_on_the_given_device() -> None:
 
     states = gather_rng_states(all_gather, 2, torch.device("cpu"))
     assert states["torch"].shape[0] == 2 and seen and all(d.type == "cpu" for d in seen)
+
+
+def test_a_cuda_state_from_a_gpu_machine_is_skipped_on_a_machine_without_that_device() -> None:
+    # Resume where fewer (or no) GPUs are visible than where the checkpoint was saved: the CPU, NumPy and Python
+    # generators are restored, the CUDA state is not indexed into a device that does not exist.
+    torch.manual_seed(5)
+    state = rng_state()
+    state["cuda"] = torch.zeros(16, dtype=torch.uint8)  # what a GPU rank saved
+    expected = torch.rand(3)
+    torch.manual_seed(6)
+    set_rng_state(state, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected)
+    set_rng_state(state, None)  # no device known (a direct call): the same
