@@ -1,6 +1,7 @@
 """Does ``zoo.rank`` (LogME, LEEP) predict which zoo model fine-tunes best on a small task? Kendall tau.
 
     python benchmarks/transfer_rank.py [--data DIR] [--train-size 200] [--seeds 3] [--epochs 10] [--classes 5 6]
+    python benchmarks/transfer_rank.py --classes --train-size 500 --seeds 5    # all ten classes, 500 images
 
 The training split is task B's (sandal vs shirt by default; ``--classes 0 2`` is the newer edition's T-shirt vs
 pullover), its first ``--train-size`` images, exactly as :class:`~lit_deep.data.FashionMNISTDataModule` takes
@@ -75,30 +76,35 @@ def kendall_tau(x: list[float], y: list[float]) -> float:
     return (concordant - discordant) / denominator if denominator else math.nan
 
 
-def split(data_dir: str | None, classes: tuple[int, int], train_size: int) -> tuple[torch.Tensor, ...]:
-    """Training images/labels (DataModule's task B split) and the two classes' test images/labels."""
+def split(data_dir: str | None, classes: tuple[int, ...], train_size: int) -> tuple[torch.Tensor, ...]:
+    """Training images/labels (after the DataModule's 5,000 validation images) and the classes' test images/labels.
+
+    Two classes: the second is label 1 (task B's split). No classes: all ten, labels as they are.
+    """
     images, labels = load_fashion_mnist("train", data_dir)
     images, labels = images[5000:], labels[5000:]
+    test_images, test_labels = load_fashion_mnist("test", data_dir)
+    if not classes:
+        return images[:train_size], labels[:train_size], test_images, test_labels
     keep = (labels == classes[0]) | (labels == classes[1])
     train_x, train_y = images[keep][:train_size], (labels[keep][:train_size] == classes[1]).long()
-    images, labels = load_fashion_mnist("test", data_dir)
-    keep = (labels == classes[0]) | (labels == classes[1])
-    return train_x, train_y, images[keep], (labels[keep] == classes[1]).long()
+    keep = (test_labels == classes[0]) | (test_labels == classes[1])
+    return train_x, train_y, test_images[keep], (test_labels[keep] == classes[1]).long()
 
 
-def build(name: str, depth: int, seed: int) -> nn.Module:
-    """The candidate to fine-tune: the pretrained ``backbone[:depth]`` (a copy) and a fresh 2-class head."""
+def build(name: str, depth: int, seed: int, num_classes: int = 2) -> nn.Module:
+    """The candidate to fine-tune: the pretrained ``backbone[:depth]`` (a copy) and a fresh head."""
     source = zoo.load(name)
     if depth == len(source.backbone):
-        return transfer(source, num_classes=2, seed=seed)
+        return transfer(source, num_classes=num_classes, seed=seed)
     backbone = copy.deepcopy(source.backbone[:depth])
     with torch.no_grad():
         dim = backbone(torch.zeros(1, 1, 28, 28)).flatten(1).shape[1]
-    head = nn.Linear(dim, 2)
+    head = nn.Linear(dim, num_classes)
     generator = torch.Generator().manual_seed(seed)
-    bound = math.sqrt(6 / (dim + 2))
+    bound = math.sqrt(6 / (dim + num_classes))
     with torch.no_grad():
-        head.weight.copy_(torch.empty(2, dim).uniform_(-bound, bound, generator=generator))
+        head.weight.copy_(torch.empty(num_classes, dim).uniform_(-bound, bound, generator=generator))
         head.bias.zero_()
     return nn.Sequential(backbone, nn.Flatten(), head)
 
@@ -147,9 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--cuts", type=int, default=3)
-    parser.add_argument("--classes", type=int, nargs=2, default=(5, 6))
+    parser.add_argument("--classes", type=int, nargs="*", default=(5, 6), help="two classes, or none for all ten")
     args = parser.parse_args(argv)
+    if len(args.classes) not in (0, 2):
+        parser.error(f"--classes: two class labels, or none for the 10-class task, got {args.classes}")
     train_x, train_y, test_x, test_y = split(args.data, tuple(args.classes), args.train_size)
+    num_classes = 10 if not args.classes else 2
     start = time.perf_counter()
     rows = rank(train_x, train_y, cuts=args.cuts)
     rank_seconds = time.perf_counter() - start
@@ -159,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         accuracies[row] = []
         for seed in range(args.seeds):
-            model = fine_tune(build(row.model, row.depth, seed), train_x, train_y, args.epochs, args.lr, seed)
+            candidate = build(row.model, row.depth, seed, num_classes)
+            model = fine_tune(candidate, train_x, train_y, args.epochs, args.lr, seed)
             accuracies[row].append(accuracy(model, test_x, test_y))
     print(
         f"fine-tuning: {len(rows)} x {args.seeds} seeds, {args.epochs} epochs, in {time.perf_counter() - start:.0f} s"
