@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +97,14 @@ def make_fmnist(tmp_path: Path) -> Callable[..., FakeFMNIST]:
 def tiny_fmnist(make_fmnist: Callable[..., FakeFMNIST]) -> FakeFMNIST:
     """60 training and 20 test images with labels cycling 0..9."""
     return make_fmnist()
+
+
+def run_ddp_script(folder: Path, source: str, *args: str, timeout: int = 300) -> None:
+    """Write ``source`` (dedented) to ``folder/ddp_script.py`` and run it with ``args``; fail with its stderr's tail.
+
+    The multi-process tests start Lightning's DDP from a script of their own: a pytest process cannot fork ranks.
+    """
+    script = folder / "ddp_script.py"
+    script.write_text(textwrap.dedent(source))
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -1,12 +1,8 @@
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 from lit_deep.data import CLASS_NAMES, FashionMNISTDataModule, load_fashion_mnist, write_idx
-from tests.conftest import REAL_DIR
+from tests.conftest import REAL_DIR, run_ddp_script
 
 # Task A's renumbering for the default b_classes (5, 6), written out by hand.
 TASK_A_LABELS = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 7: 5, 8: 6, 9: 7}
@@ -300,12 +296,7 @@ def test_ddp_shards_count_every_evaluation_image_once(make_fmnist, tmp_path):
     from lit_deep.models import MLP
 
     fake = make_fmnist(n_train=27, n_test=13)  # 7 validation and 20 training images; 13 test images
-    script = tmp_path / "ddp_eval.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT))
-    result = subprocess.run(
-        [sys.executable, str(script), str(fake.path), str(tmp_path)], capture_output=True, text=True, timeout=240
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script(tmp_path, DDP_SCRIPT, str(fake.path), str(tmp_path), timeout=240)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     # Contiguous, unpadded evaluation shards: rank 0 then rank 1 is the file order.
     assert torch.equal(torch.cat([r["val"] for r in ranks]), _scaled(fake.train_images[:7]))

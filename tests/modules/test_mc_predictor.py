@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import textwrap
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -11,6 +7,7 @@ from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 from lit_deep.modules.mc_predictor import MCPredictor, index_batches
 from lit_deep.uncertainty import MCPrediction, mc_predict
+from tests.conftest import run_ddp_script
 
 FIELDS = ("probs", "std", "entropy", "mutual_info", "variation_ratio")
 
@@ -92,12 +89,7 @@ if __name__ == "__main__":
 @pytest.mark.ddp
 def test_ddp_predict_gathers_on_rank_zero_equal_to_single_process(make_fmnist, tmp_path):
     data = make_fmnist(n_train=60, n_test=45)  # shards [0, 23) and [23, 45): block 0 spans both ranks
-    script = tmp_path / "ddp_predict.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT))
-    result = subprocess.run(
-        [sys.executable, str(script), str(data.path), str(tmp_path)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script(tmp_path, DDP_SCRIPT, str(data.path), str(tmp_path))
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert rank0["local"].tolist() == list(range(23))
     assert rank1["local"].tolist() == list(range(23, 45))

@@ -1,7 +1,3 @@
-import subprocess
-import sys
-import textwrap
-
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -14,6 +10,7 @@ from lit_deep.data import FashionMNISTDataModule
 from lit_deep.models import MLP
 from lit_deep.uncertainty import TemperatureScaled, expected_calibration_error, fit_temperature, mc_predict, nll
 from lit_deep.uncertainty.temperature import Temperature, temperature_from_logits
+from tests.conftest import run_ddp_script
 
 
 def _overconfident(seed=0, n=2000):
@@ -134,12 +131,7 @@ def test_ddp_fits_one_temperature_on_the_whole_validation_split(make_fmnist, tmp
     # Fitted at on_train_end on the training device, the logits of both ranks' validation shards gathered (45
     # images: shards of 23 and 22): the temperature is the one fitted on every validation image by one process.
     data = make_fmnist(n_train=120, n_test=10)
-    script = tmp_path / "ddp_temperature.py"
-    script.write_text(textwrap.dedent(TEMPERATURE_DDP_SCRIPT))
-    result = subprocess.run(
-        [sys.executable, str(script), str(data.path), str(tmp_path)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_ddp_script(tmp_path, TEMPERATURE_DDP_SCRIPT, str(data.path), str(tmp_path))
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert rank0["temperature"] is not None and rank0["temperature"] == rank1["temperature"]
     model = MLP(hidden=(16,), num_classes=10, dropout=0.2, seed=0)
