@@ -16,17 +16,22 @@ and the mean accuracy over the full-backbone candidates (one per model) and over
 tau for LEEP over the full-backbone candidates, and whether the top-ranked candidate is within 0.5 point of the
 best mean accuracy.
 
-Measured (2 shared CPU cores, 3 seeds, 10 epochs; 10 candidates: 4 classifiers x up to 3 cuts), tau-b of LogME
-against the mean accuracy, full backbones (n=4) / every cut (n=10), LEEP full backbones:
+Measured with the seven-model zoo (16 candidates: 6 classifiers and the rotation-pretext backbone, up to 3 cuts
+each; 5 seeds, 10 epochs, lr 1e-4, one thread of a shared 2-core machine), Kendall tau-b of LogME against the mean
+test accuracy:
 
-* task B (sandal vs shirt), lr 1e-4 (the default): 0.333 / 0.467, LEEP 0.333; top by LogME (mlp.fmnist,
-  97.67%) is 1.65 pt below the best full backbone (cnn.fmnist, 99.32%); fine-tuning took 483 s.
-* classes 0 vs 2 (T-shirt vs pullover), lr 1e-4: -1.000 / -0.333, LEEP -0.667 (the task-A SELU MLP ranks first
-  and fine-tunes worst in this budget: 85.3 +- 8.7%).
-* classes 0 vs 2, lr 1e-3 (converged: every candidate 94.4-96.2%): -0.333 / -0.022, LEEP 0.000.
+* task B (sandal vs shirt, 200 images): full backbones (n=6) **0.600**, every cut (n=16) **0.633**, LEEP over
+  full backbones -0.200; the top candidate by LogME is within 0.5 pt of the best (resnet.fmnist backbone[:13]
+  99.90 % vs 99.91 %; full backbones: resnet.fmnist 99.87 %, the best); ranking took 2.55 s, fine-tuning 361 s.
+* all ten classes, 500 images: full backbones 0.467, every cut **0.633**, LEEP 0.467; top by LogME is the best
+  (resnet.fmnist backbone[:13], 91.40 %; full backbones resnet.fmnist 89.79 %); ranking 3.98 s, fine-tuning
+  1017 s.
 
-The issue's goal (tau >= 0.6) is not met on these models and budgets: the differences in fine-tuned accuracy are
-either small against the seed spread or driven by how fast a new head trains, which LogME does not see.
+The issue's goal (tau >= 0.6 and the top-ranked candidate within 0.5 pt of the best) is met over every (model,
+cut) candidate on both targets and over the full backbones on task B, not over the six full backbones of the
+10-class target (0.467). Caveat: the zoo's classifiers were trained on all ten classes of the training file, so
+neither target is held out from them (task B's classes included). With the four-classifier zoo of an earlier
+session (3 seeds) task B gave 0.333 / 0.467 and classes 0 vs 2 gave -1.000 / -0.333.
 """
 
 from __future__ import annotations

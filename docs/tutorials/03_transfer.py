@@ -128,7 +128,10 @@ print("test accuracy:", trainer.test(classifier, datamodule=task_b, verbose=Fals
 # through every zoo classifier once, takes the features at a few cut depths (the whole backbone and earlier
 # activations) and scores each with LogME (the evidence of a Bayesian linear head) and LEEP (how well the
 # source head's classes predict the target's). Higher is better; the table is sorted by LogME. `cut=d` in
-# `transfer`, `zoo.load` and `zoo.classifier` builds the model the row names.
+# `transfer`, `zoo.load` and `zoo.classifier` builds the model the row names. Is the order right?
+# `benchmarks/transfer_rank.py` fine-tuned all 16 candidates over 5 seeds: Kendall tau between LogME and the
+# test accuracy 0.633 on task B (0.600 over the six full backbones), the top-ranked candidate within 0.5 point
+# of the best.
 
 # %%
 ranking = zoo.rank(task_b.train_set.inputs, task_b.train_set.targets, cuts=2)
