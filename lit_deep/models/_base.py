@@ -26,6 +26,7 @@ __all__ = [
     "MAX_PARAMETERS",
     "check_parameter_count",
     "make_activation",
+    "make_batch_norm",
     "make_dropout",
     "new_head",
     "seeded",
@@ -100,6 +101,18 @@ def make_activation(name: str, width: int, leaky_slope: float = 0.2) -> nn.Modul
         return nn.SiLU()
     check_choice("activation", name, ACTIVATIONS)
     raise AssertionError(name)  # unreachable: ACTIVATIONS lists the names above
+
+
+def make_batch_norm(width: int, spatial: bool = False) -> nn.BatchNorm1d | nn.BatchNorm2d:
+    """A BatchNorm layer with Keras's momentum and epsilon (``BatchNorm2d`` over channels when ``spatial``).
+
+    Example::
+
+        >>> bn = make_batch_norm(4, spatial=True)
+        >>> type(bn).__name__, bn.eps, bn.momentum
+        ('BatchNorm2d', 0.001, 0.01)
+    """
+    return (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(width, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 def make_dropout(kind: str, p: float, spatial: bool = False) -> nn.Module:

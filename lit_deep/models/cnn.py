@@ -9,8 +9,6 @@ from torch import nn
 from lit_deep._validate import check_bool, check_choice, check_int, check_probability, check_seed, check_shape
 from lit_deep.models._base import (
     ACTIVATIONS,
-    BN_EPS,
-    BN_MOMENTUM,
     DEFAULT_INIT,
     DROPOUT_KINDS,
     Activation,
@@ -18,6 +16,7 @@ from lit_deep.models._base import (
     DropoutKind,
     check_parameter_count,
     make_activation,
+    make_batch_norm,
     make_dropout,
     new_head,
     seeded,
@@ -102,7 +101,7 @@ class CNN(BackboneHead):
                 for _ in range(convs_per_block):
                     layers.append(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=not batch_norm))
                     if batch_norm:
-                        layers.append(nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM))
+                        layers.append(make_batch_norm(out_ch, spatial=True))
                     layers.append(make_activation(activation, out_ch))
                     in_ch = out_ch
                 layers.append(nn.MaxPool2d(2))
@@ -118,7 +117,7 @@ class CNN(BackboneHead):
                     layers.append(make_dropout(dropout_kind, dropout))
                 layers.append(nn.Linear(features, dense, bias=not batch_norm))
                 if batch_norm:
-                    layers.append(nn.BatchNorm1d(dense, eps=BN_EPS, momentum=BN_MOMENTUM))
+                    layers.append(make_batch_norm(dense))
                 layers.append(make_activation(activation, dense))
                 features = dense
             if dropout > 0:

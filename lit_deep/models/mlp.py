@@ -18,8 +18,6 @@ from lit_deep._validate import (
 )
 from lit_deep.models._base import (
     ACTIVATIONS,
-    BN_EPS,
-    BN_MOMENTUM,
     DEFAULT_INIT,
     DROPOUT_KINDS,
     Activation,
@@ -28,6 +26,7 @@ from lit_deep.models._base import (
     check_parameter_count,
     flat_size,
     make_activation,
+    make_batch_norm,
     make_dropout,
     new_head,
     seeded,
@@ -122,17 +121,17 @@ class MLP(BackboneHead):
             in_features = flat_size(tuple(input_shape))
             layers: list[nn.Module] = [nn.Flatten()]
             if input_batch_norm:
-                layers.append(nn.BatchNorm1d(in_features, eps=BN_EPS, momentum=BN_MOMENTUM))
+                layers.append(make_batch_norm(in_features))
             width = in_features
             for rate, units in zip(rates, hidden, strict=False):
                 if rate > 0:
                     layers.append(make_dropout(dropout_kind, rate))
                 layers.append(nn.Linear(width, units, bias=batch_norm != "before"))
                 if batch_norm == "before":
-                    layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+                    layers.append(make_batch_norm(units))
                 layers.append(make_activation(activation, units, leaky_slope))
                 if batch_norm == "after":
-                    layers.append(nn.BatchNorm1d(units, eps=BN_EPS, momentum=BN_MOMENTUM))
+                    layers.append(make_batch_norm(units))
                 width = units
             if rates[-1] > 0:
                 layers.append(make_dropout(dropout_kind, rates[-1]))

@@ -10,8 +10,6 @@ from torch import nn
 from lit_deep._validate import check_bool, check_choice, check_int, check_probability, check_seed, check_shape
 from lit_deep.models._base import (
     ACTIVATIONS,
-    BN_EPS,
-    BN_MOMENTUM,
     DEFAULT_INIT,
     DROPOUT_KINDS,
     Activation,
@@ -19,6 +17,7 @@ from lit_deep.models._base import (
     DropoutKind,
     check_parameter_count,
     make_activation,
+    make_batch_norm,
     make_dropout,
     new_head,
     seeded,
@@ -27,10 +26,6 @@ from lit_deep.models._record import RecordsInit
 from lit_deep.nn.init import INIT_SCHEMES, InitScheme, init_weights
 
 __all__ = ["ResNet", "ResidualBlock"]
-
-
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 class ResidualBlock(RecordsInit, nn.Module):
@@ -70,17 +65,18 @@ class ResidualBlock(RecordsInit, nn.Module):
         check_bool("zero_init_residual", zero_init_residual)
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = _bn(out_channels)
+        self.bn1 = make_batch_norm(out_channels, spatial=True)
         self.act1 = make_activation(activation, out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = _bn(out_channels)
+        self.bn2 = make_batch_norm(out_channels, spatial=True)
         self.act2 = make_activation(activation, out_channels)
         self.zero_init_residual = zero_init_residual
         self.reset_residual_()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), _bn(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                make_batch_norm(out_channels, spatial=True),
             )
 
     def reset_residual_(self) -> None:
@@ -155,7 +151,10 @@ class ResNet(BackboneHead):
                 fan_in = out_ch
         check_parameter_count([*sizes, ("num_classes", fan_in, num_classes, fan_in * num_classes + num_classes)])
         with seeded(seed) as generator:
-            layers: list[nn.Module] = [nn.Conv2d(in_ch, widths[0], 3, padding=1, bias=False), _bn(widths[0])]
+            layers: list[nn.Module] = [
+                nn.Conv2d(in_ch, widths[0], 3, padding=1, bias=False),
+                make_batch_norm(widths[0], spatial=True),
+            ]
             layers.append(make_activation(activation, widths[0]))
             channels = widths[0]
             for stage, out_ch in enumerate(widths):

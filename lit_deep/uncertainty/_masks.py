@@ -154,6 +154,8 @@ class MaskSampler:
         self.first = 0
         self._call = 0
         self._indices = torch.zeros(0, dtype=torch.int64)
+        self._kernel: NativeMasks | None = None
+        self._kernel_asked = False  # asked at the first CPU dropout, then kept
 
     @property
     def images(self) -> int:
@@ -213,6 +215,12 @@ class MaskSampler:
         self._fill(key, math.prod(shape), out, p)
         return out
 
+    def _native(self) -> NativeMasks | None:
+        """The native kernel, asked for once per sampler (not once per dropout call of every pass)."""
+        if not self._kernel_asked:
+            self._kernel, self._kernel_asked = native_masks(), True
+        return self._kernel
+
     def dropout(self, x: torch.Tensor, p: float, alpha: bool = False) -> torch.Tensor:
         """Dropout of ``x`` ``[1 or samples, S, ...]`` with the next call's masks on its device: ``[samples, S, ...]``.
 
@@ -222,7 +230,7 @@ class MaskSampler:
         key = self._next_key()
         out = torch.empty(self.samples, *x.shape[1:], dtype=x.dtype, device=x.device)
         threshold, scale, a, shift, base = _constants(p)
-        native = native_masks() if NativeMasks.supports(x) and out.numel() else None
+        native = self._native() if NativeMasks.supports(x) and out.numel() else None
         if native is not None:  # the same masks and roundings in one pass (``_masks.c``)
             flat_x = x.contiguous().view(x.shape[0] * x.shape[1], -1)
             flat_out = out.view(out.shape[0] * out.shape[1], -1)

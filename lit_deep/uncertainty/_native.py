@@ -153,7 +153,7 @@ class NativeMasks:
             function.argtypes += [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32]
             function.argtypes += [ctypes.c_double] * 4
             self._functions[dtype] = function
-        self._library = library
+        self._library = library  # kept alive with the functions taken from it
 
     @staticmethod
     def supports(x: torch.Tensor) -> bool:
